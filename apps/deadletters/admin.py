@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from apps.deadletters.models import DeadLetter
+from apps.jobs.admin import pre, pretty_json
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "error_type", "state", "attempts", "job", "created_at"]
+    list_filter = ["state", "kind", "error_type", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["=job__id", "=kind", "=error_type"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    ordering = ["-created_at"]
+    readonly_fields = ["job", "kind", "state", "attempts", "payload_pretty", "error_type", "error_message",
+                       "errors_pretty", "traceback_pretty", "created_at", "resolved_at", "resolved_by"]
+    exclude = ["payload", "errors", "traceback"]
+
+    @admin.display(description="payload")
+    def payload_pretty(self, letter: DeadLetter) -> str:
+        return pretty_json(letter.payload)
+
+    @admin.display(description="errors of every attempt")
+    def errors_pretty(self, letter: DeadLetter) -> str:
+        return pretty_json(letter.errors)
+
+    @admin.display(description="last traceback")
+    def traceback_pretty(self, letter: DeadLetter) -> str:
+        return pre(letter.traceback)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

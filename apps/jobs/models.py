@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+
+
+class Priority(models.TextChoices):
+    # The priority chooses the Redis queue; workers take from `high` before `default` before `low`.
+    HIGH = "high"
+    DEFAULT = "default"
+    LOW = "low"
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.DEFAULT)
+    queue = models.CharField(max_length=64)
+
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField()
+
+    progress_percent = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=500, blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+    error_type = models.CharField(max_length=200, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    error_traceback = models.TextField(blank=True, default="")
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The earliest moment the job may start: a scheduled job's `run_at`, or the end of a
+    # retry's backoff. Held in PostgreSQL and published when due, never as a Celery ETA.
+    run_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Outbox: set once the message is on the broker; the relay publishes what stays unset.
+    published_at = models.DateTimeField(null=True, blank=True)
+    # The lease a running attempt holds and renews; every write of a result is fenced by it.
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    request_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # A client's own list, newest first, optionally by status or kind.
+            models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+            models.Index(fields=["owner", "status", "-created_at"], name="job_owner_status_created"),
+            models.Index(fields=["owner", "kind", "-created_at"], name="job_owner_kind_created"),
+            # The admin's filters and date hierarchy.
+            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            models.Index(fields=["kind", "-created_at"], name="job_kind_created"),
+            models.Index(fields=["-created_at"], name="job_created"),
+            # The reconciler's sweeps touch only the few rows that need it.
+            models.Index(fields=["run_at"], name="job_due", condition=Q(status__in=["queued", "retrying"])),
+            models.Index(fields=["lease_expires_at"], name="job_running_lease",
+                         condition=Q(status="running")),
+            models.Index(fields=["created_at"], name="job_unpublished",
+                         condition=Q(status="queued", published_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobAttempt(models.Model):
+    """One run of a job: when, on which worker, how long, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # a retryable error
+        PERMANENT = "permanent"  # an error that skips retries
+        LOST = "lost"  # the worker died or its lease expired
+        CANCELLED = "cancelled"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_history")
+    number = models.PositiveIntegerField()
+    worker = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error_type = models.CharField(max_length=200, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="attempt_job_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+
+
+class JobStep(models.Model):
+    """A step of a handler whose effect already happened (a charge made, an email sent), so a
+    retried attempt returns the recorded result instead of doing it again."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=200)
+    result = models.JSONField(null=True, blank=True)
+    attempt = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="step_job_name")]
+
+    def __str__(self) -> str:
+        return f"step {self.name} of {self.job_id}"

@@ -1,0 +1,121 @@
+"""The reconciler, run by beat every RECONCILE_INTERVAL_SECONDS. It makes the guarantees
+hold when processes die or Redis forgets: it publishes what was committed but never
+published, promotes retries whose backoff has ended, recovers jobs whose worker stopped
+renewing its lease, and republishes queued jobs after Redis lost its data."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.jobs.models import Job, JobAttempt, JobStatus
+from apps.jobs.publish import publish_jobs_rollback_unsafe
+from apps.jobs.services import AttemptFailure, _after_failed_attempt
+
+logger = logging.getLogger(__name__)
+
+BATCH = 1000
+# A key the reconciler keeps in Redis. When it is gone, Redis lost its data (a restart
+# without persistence, a flush, a failover to an empty replica) and took our messages along.
+BROKER_SENTINEL_KEY = "jobplatform:broker-sentinel"
+
+_redis_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _redis_client
+
+
+def jobs_promote_due(*, now: datetime) -> int:
+    """Retries whose backoff has ended become queued again, for the relay to publish."""
+    return Job.objects.filter(status=JobStatus.RETRYING, run_at__lte=now).update(
+        status=JobStatus.QUEUED, published_at=None, updated_at=now)
+
+
+def jobs_relay_unpublished(*, now: datetime) -> int:
+    """Publish queued jobs that are due and not on the broker: submissions whose publish never
+    happened (the web process died, Redis was down), promoted retries, scheduled jobs."""
+    grace = now - timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
+    due = (
+        Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=True)
+        .filter(Q(run_at__isnull=True, created_at__lt=grace) | Q(run_at__lte=now))
+        .order_by("created_at")
+        .values_list("id", "kind", "queue", "request_id")[:BATCH]
+    )
+    return len(publish_jobs_rollback_unsafe([(str(i), k, q, r) for i, k, q, r in due]))
+
+
+def jobs_expire_leases(*, now: datetime) -> int:
+    """A running job whose lease expired lost its worker (kill -9, out of memory, a lost
+    machine): count the attempt as spent, then retry it or park it as any failure would."""
+    recovered = 0
+    with transaction.atomic():
+        stale = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+            .order_by("lease_expires_at")[:100]
+        )
+        for job in stale:
+            message = (f"worker {job.worker or '?'} stopped renewing its lease "
+                       f"(killed, out of memory or unreachable)")
+            JobAttempt.objects.filter(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.RUNNING).update(
+                outcome=JobAttempt.Outcome.LOST, finished_at=now, error_type="WorkerLost", error_message=message)
+            status = _after_failed_attempt(job, now, AttemptFailure("WorkerLost", message))
+            logger.warning("job %s (%s): lease expired on attempt %s; now %s", job.id, job.kind, job.attempts, status)
+            recovered += 1
+    return recovered
+
+
+def jobs_repair_broker_loss() -> int:
+    """When Redis lost its data, republish every queued job that was already published; a
+    message that survived after all is dropped by the claim, so duplicates are harmless."""
+    if not _redis().set(BROKER_SENTINEL_KEY, timezone.now().isoformat(), nx=True):
+        return 0
+    republished = 0
+    last_id = None
+    while True:
+        # Keyset pagination on the primary key: stable while rows change under us.
+        page = Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=False)
+        if last_id is not None:
+            page = page.filter(id__gt=last_id)
+        rows = list(page.order_by("id").values_list("id", "kind", "queue", "request_id")[:BATCH])
+        if not rows:
+            break
+        sent = publish_jobs_rollback_unsafe([(str(i), k, q, r) for i, k, q, r in rows])
+        republished += len(sent)
+        if len(sent) < len(rows):
+            # Redis went away again mid-repair: forget the sentinel so the next sweep redoes it.
+            _redis().delete(BROKER_SENTINEL_KEY)
+            break
+        last_id = rows[-1][0]
+    if republished:
+        logger.warning("Redis had lost its data: republished %s queued job(s)", republished)
+    return republished
+
+
+def reconcile(*, now: datetime | None = None) -> dict[str, int]:
+    """One sweep. Each step stands alone, so Redis being down does not stop lease recovery."""
+    now = now or timezone.now()
+    figures: dict[str, int] = {}
+    steps = [
+        ("promoted", lambda: jobs_promote_due(now=now)),
+        ("relayed", lambda: jobs_relay_unpublished(now=now)),
+        ("expired", lambda: jobs_expire_leases(now=now)),
+        ("republished", jobs_repair_broker_loss),
+    ]
+    for name, step in steps:
+        try:
+            figures[name] = step()
+        except Exception:
+            logger.exception("reconciler step %s failed; the next sweep tries again", name)
+            figures[name] = -1
+    return figures

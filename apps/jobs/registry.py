@@ -1,0 +1,161 @@
+"""The kind registry: what a kind is, declared in one place.
+
+A kind module declares its kinds with the `kind` decorator:
+
+    @kind("images.thumbnail", schema={...}, priority="default", max_attempts=5,
+          soft_time_limit=60, time_limit=90)
+    def thumbnail(ctx: JobContext, payload: dict) -> dict: ...
+
+The modules are named in settings.JOB_KIND_MODULES and imported by `registry.load()` when
+Django starts. Both the web process (validation, the catalogue) and the worker (one Celery
+task per kind) read the same declarations.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.conf import settings
+from jsonschema import Draft202012Validator
+
+PRIORITIES = ("high", "default", "low")
+
+
+class JobContext(Protocol):
+    """What a handler gets besides its payload (implemented by workers.runtime)."""
+
+    job_id: str
+    attempt: int
+    idempotency_key: str
+
+    def progress(self, percent: float, message: str = "") -> None: ...
+
+    def is_cancelled(self) -> bool: ...
+
+    def check_cancelled(self) -> None: ...
+
+    def step(self, name: str, effect: Callable[[], Any]) -> Any:
+        """Run `effect` at most once per job; a retry gets the recorded result back."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler when retrying cannot help (bad input, a refused request)."""
+
+
+class RetryableError(Exception):
+    """Raised by a handler for a transient failure; any other exception is retryable too."""
+
+
+class JobCancelled(Exception):
+    """Raised by `ctx.check_cancelled()` when the client cancelled the running job."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    handler: Callable[[JobContext, dict[str, Any]], Any]
+    schema: dict[str, Any]
+    description: str = ""
+    priority: str = "default"
+    # A dedicated queue keeps long kinds from starving short ones; None means the priority's.
+    queue: str | None = None
+    max_attempts: int = 3
+    retry_base_seconds: float | None = None
+    retry_max_seconds: float | None = None
+    soft_time_limit: float = 300.0
+    time_limit: float = 330.0
+    rate_limit: str | None = None
+    validator: Draft202012Validator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.priority not in PRIORITIES:
+            raise ValueError(f"kind {self.name}: priority must be one of {PRIORITIES}")
+        if self.max_attempts < 1:
+            raise ValueError(f"kind {self.name}: max_attempts must be at least 1")
+        if self.time_limit <= self.soft_time_limit:
+            raise ValueError(f"kind {self.name}: time_limit must exceed soft_time_limit")
+        Draft202012Validator.check_schema(self.schema)
+        object.__setattr__(self, "validator", Draft202012Validator(self.schema))
+
+    def queue_for(self, priority: str) -> str:
+        return self.queue or priority
+
+    def payload_errors(self, payload: Any) -> list[dict[str, str]]:
+        """Every way the payload breaks the schema, as {path, message}; empty when valid."""
+        errors = sorted(self.validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
+        return [
+            {"path": "/".join(str(p) for p in e.absolute_path) or "(root)", "message": e.message}
+            for e in errors
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.schema,
+            "priority": self.priority,
+            "queue": self.queue_for(self.priority),
+            "max_attempts": self.max_attempts,
+            "soft_time_limit": self.soft_time_limit,
+            "time_limit": self.time_limit,
+            "rate_limit": self.rate_limit,
+        }
+
+
+class UnknownKind(LookupError):
+    pass
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._kinds: dict[str, Kind] = {}
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def register(self, k: Kind) -> Kind:
+        existing = self._kinds.get(k.name)
+        if existing is not None and existing.handler is not k.handler:
+            raise ValueError(f"kind {k.name} is declared twice")
+        self._kinds[k.name] = k
+        return k
+
+    def load(self) -> None:
+        with self._lock:
+            if self._loaded:
+                return
+            for module in settings.JOB_KIND_MODULES:
+                importlib.import_module(module)
+            self._loaded = True
+
+    def get(self, name: str) -> Kind:
+        self.load()
+        try:
+            return self._kinds[name]
+        except KeyError:
+            raise UnknownKind(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        self.load()
+        return name in self._kinds
+
+    def __iter__(self) -> Iterator[Kind]:
+        self.load()
+        return iter(sorted(self._kinds.values(), key=lambda k: k.name))
+
+
+registry = Registry()
+
+
+def kind(name: str, *, schema: dict[str, Any], **options: Any) -> Callable[[Callable], Callable]:
+    """Declare a kind: its handler is the decorated function."""
+
+    def decorate(handler: Callable) -> Callable:
+        description = options.pop("description", None) or (handler.__doc__ or "").strip().split("\n")[0]
+        registry.register(Kind(name=name, handler=handler, schema=schema, description=description, **options))
+        return handler
+
+    return decorate

@@ -1,0 +1,273 @@
+"""Behaviour on jobs. Views, admin actions, tasks and commands call these; none holds
+business logic of its own."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.core.errors import Conflict, InvalidInput
+from apps.deadletters.models import DeadLetter
+from apps.jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobStatus, JobStep
+from apps.jobs.publish import dead_letter_publish_on_commit, job_publish_on_commit
+from apps.jobs.registry import PRIORITIES, Kind, UnknownKind, registry
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+# --- submission --------------------------------------------------------------------------
+
+def _kind_or_error(name: str) -> Kind:
+    try:
+        return registry.get(name)
+    except UnknownKind:
+        known = [k.name for k in registry]
+        raise InvalidInput(f"Unknown kind {name!r}. Known kinds: {', '.join(known)}.",
+                           code="unknown_kind", details={"known_kinds": known}) from None
+
+
+def job_validate(*, kind: str, payload: Any, priority: str | None = None,
+                 max_attempts: int | None = None) -> tuple[Kind, str, int]:
+    """Check a submission against its kind; returns (kind, priority, max_attempts)."""
+    k = _kind_or_error(kind)
+    if not isinstance(payload, dict):
+        raise InvalidInput("The payload must be a JSON object.", code="invalid_payload",
+                           details=[{"path": "(root)", "message": "must be an object"}])
+    errors = k.payload_errors(payload)
+    if errors:
+        first = errors[0]
+        raise InvalidInput(f"The payload does not fit kind {kind!r}: {first['path']}: {first['message']}",
+                           code="invalid_payload", details=errors)
+    priority = priority or k.priority
+    if priority not in PRIORITIES:
+        raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}.", code="invalid_priority")
+    if max_attempts is None:
+        max_attempts = k.max_attempts
+    elif not 1 <= max_attempts <= k.max_attempts:
+        raise InvalidInput(f"max_attempts for {kind!r} must be between 1 and {k.max_attempts}.",
+                           code="invalid_max_attempts")
+    return k, priority, max_attempts
+
+
+def job_submit(*, owner: AbstractBaseUser, kind: str, payload: Any, priority: str | None = None,
+               run_at: datetime | None = None, max_attempts: int | None = None,
+               request_id: str = "") -> Job:
+    """Commit a job and publish it after the commit. A `run_at` in the future holds it in the
+    database until the reconciler publishes it when due."""
+    k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority,
+                                             max_attempts=max_attempts)
+    now = timezone.now()
+    scheduled = run_at is not None and run_at > now
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=owner, kind=k.name, payload=payload, priority=priority, queue=k.queue_for(priority),
+            max_attempts=max_attempts, created_at=now, run_at=run_at if scheduled else None,
+            request_id=request_id[:64],
+        )
+        if not scheduled:
+            job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+    return job
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a job: a waiting one never starts; a running one is asked to stop, and its
+    handler sees it at its next cancellation check."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status in TERMINAL_STATUSES:
+            raise Conflict(f"The job is already {job.status}.", code="job_terminal")
+        if job.status == JobStatus.RUNNING:
+            if job.cancel_requested_at is None:
+                job.cancel_requested_at = now
+                job.save(update_fields=["cancel_requested_at", "updated_at"])
+        else:
+            job.status = JobStatus.CANCELLED
+            job.cancel_requested_at = now
+            job.finished_at = now
+            job.save(update_fields=["status", "cancel_requested_at", "finished_at", "updated_at"])
+    return job
+
+
+# --- the worker's side: claim, heartbeat, progress, finish -------------------------------
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker holds while it runs one attempt of a job."""
+
+    job_id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    started_at: datetime
+    request_id: str
+
+
+def job_claim(*, job_id: str, worker: str) -> Claim | None:
+    """Take a queued job with one conditional update. None means there is nothing to claim:
+    a duplicate or stale message, a cancelled job, or one that already finished."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    claimed = (
+        Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
+        .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
+        .update(status=JobStatus.RUNNING, attempts=F("attempts") + 1, lease_token=token,
+                lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+                started_at=now, worker=worker[:255], updated_at=now)
+    )
+    if claimed != 1:
+        return None
+    job = Job.objects.only("id", "kind", "payload", "attempts", "max_attempts", "request_id").get(id=job_id)
+    JobAttempt.objects.create(job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now,
+                              outcome=JobAttempt.Outcome.RUNNING)
+    return Claim(job_id=str(job.id), kind=job.kind, payload=job.payload, attempt=job.attempts,
+                 max_attempts=job.max_attempts, lease_token=str(token), started_at=now,
+                 request_id=job.request_id)
+
+
+def _held(claim: Claim):
+    """The job's row, only while this attempt still holds its lease (the fence)."""
+    return Job.objects.filter(id=claim.job_id, status=JobStatus.RUNNING, lease_token=claim.lease_token)
+
+
+def job_heartbeat(*, claim: Claim) -> bool:
+    """Renew the lease; False when it was lost (expired and handed on, or cancelled)."""
+    expires = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    return _held(claim).update(lease_expires_at=expires) == 1
+
+
+def job_report_progress(*, claim: Claim, percent: float, message: str = "") -> bool:
+    percent = max(0.0, min(100.0, float(percent)))
+    return _held(claim).update(progress_percent=percent, progress_message=message[:500],
+                               updated_at=timezone.now()) == 1
+
+
+def job_cancel_requested(*, claim: Claim) -> bool:
+    return Job.objects.filter(id=claim.job_id, cancel_requested_at__isnull=False).exists()
+
+
+def job_step_once(*, claim: Claim, name: str, effect: Callable[[], T]) -> T:
+    """Run `effect` at most once per job: once it has succeeded, its JSON result is recorded
+    and every later attempt gets that result back without running it again."""
+    recorded = JobStep.objects.filter(job_id=claim.job_id, name=name).values_list("result").first()
+    if recorded is not None:
+        return recorded[0]  # type: ignore[no-any-return]
+    value = effect()
+    JobStep.objects.get_or_create(job_id=claim.job_id, name=name[:200],
+                                  defaults={"result": value, "attempt": claim.attempt})
+    return value
+
+
+def _close_attempt(claim: Claim, now: datetime, outcome: str, error_type: str = "",
+                   error_message: str = "", traceback: str = "") -> None:
+    duration_ms = max(0, int((now - claim.started_at).total_seconds() * 1000))
+    JobAttempt.objects.filter(job_id=claim.job_id, number=claim.attempt).update(
+        outcome=outcome, finished_at=now, duration_ms=duration_ms, error_type=error_type[:200],
+        error_message=error_message, traceback=traceback)
+
+
+def job_succeed(*, claim: Claim, result: Any) -> bool:
+    """Record the result; False when this attempt no longer holds the job (a zombie)."""
+    now = timezone.now()
+    with transaction.atomic():
+        done = _held(claim).update(
+            status=JobStatus.SUCCEEDED, result=result, finished_at=now, lease_token=None,
+            lease_expires_at=None, progress_percent=100.0, error_type="", error_message="",
+            error_traceback="", updated_at=now)
+        if done:
+            _close_attempt(claim, now, JobAttempt.Outcome.SUCCEEDED)
+    return bool(done)
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": half the step is fixed, half random, so the
+    delays grow from one attempt to the next yet retries of many jobs spread out."""
+    step = min(cap, base * (2 ** max(0, attempt - 1)))
+    return step / 2 + (rng or random).uniform(0, step / 2)
+
+
+@dataclass(frozen=True)
+class AttemptFailure:
+    error_type: str
+    message: str
+    traceback: str = ""
+    permanent: bool = False
+    cancelled: bool = False
+
+
+def job_fail_attempt(*, claim: Claim, failure: AttemptFailure) -> str:
+    """Record a failed attempt. Returns the job's new status ('retrying', 'failed',
+    'cancelled'), or 'stale' when this attempt no longer holds the job."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = _held(claim).select_for_update().first()
+        if job is None:
+            return "stale"
+        if failure.cancelled:
+            outcome = JobAttempt.Outcome.CANCELLED
+        elif failure.permanent:
+            outcome = JobAttempt.Outcome.PERMANENT
+        else:
+            outcome = JobAttempt.Outcome.FAILED
+        _close_attempt(claim, now, outcome, failure.error_type, failure.message, failure.traceback)
+        return _after_failed_attempt(job, now, failure)
+
+
+def _after_failed_attempt(job: Job, now: datetime, failure: AttemptFailure) -> str:
+    """Move a job whose attempt ended badly to its next state. Caller holds the row lock."""
+    job.error_type = failure.error_type[:200]
+    job.error_message = failure.message
+    job.error_traceback = failure.traceback
+    job.lease_token = None
+    job.lease_expires_at = None
+    if failure.cancelled or job.cancel_requested_at is not None:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = now
+    elif failure.permanent or job.attempts >= job.max_attempts:
+        job.status = JobStatus.FAILED
+        job.finished_at = now
+    else:
+        k = registry.get(job.kind) if job.kind in registry else None
+        base = (k.retry_base_seconds if k and k.retry_base_seconds is not None
+                else settings.JOB_RETRY_BASE_SECONDS)
+        cap = k.retry_max_seconds if k and k.retry_max_seconds is not None else settings.JOB_RETRY_MAX_SECONDS
+        job.status = JobStatus.RETRYING
+        job.run_at = now + timedelta(seconds=backoff_seconds(job.attempts, base=base, cap=cap))
+        job.published_at = None
+    job.save(update_fields=["status", "error_type", "error_message", "error_traceback", "lease_token",
+                            "lease_expires_at", "finished_at", "run_at", "published_at", "updated_at"])
+    if job.status == JobStatus.FAILED:
+        _park(job, now)
+    return job.status
+
+
+def _park(job: Job, now: datetime) -> DeadLetter:
+    """Give a failed job its dead letter: a row, and a message on the dead_letter queue."""
+    history = [
+        {"attempt": a.number, "worker": a.worker, "outcome": a.outcome, "error_type": a.error_type,
+         "error_message": a.error_message, "at": (a.finished_at or a.started_at).isoformat()}
+        for a in JobAttempt.objects.filter(job_id=job.id).order_by("number")
+    ]
+    letter = DeadLetter.objects.create(
+        job=job, kind=job.kind, payload=job.payload, error_type=job.error_type,
+        error_message=job.error_message, traceback=job.error_traceback, errors=history,
+        attempts=job.attempts, created_at=now)
+    logger.error("job %s (%s) failed after %s attempt(s) and was parked as dead letter %s: %s: %s",
+                 job.id, job.kind, job.attempts, letter.pk, job.error_type, job.error_message[:200])
+    dead_letter_publish_on_commit(dead_letter_id=letter.pk, job_id=str(job.id), kind=job.kind)
+    return letter

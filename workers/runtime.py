@@ -1,0 +1,146 @@
+"""The task runtime: claim, lease, run the handler with its context, record the outcome.
+
+A task is an interface, like a view: it receives a job id, calls services, and owns only
+delivery policy. Business rules (what a retry is, when a job is parked) live in
+apps.jobs.services.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from apps.jobs import services
+from apps.jobs.registry import JobCancelled, PermanentError, registry
+
+logger = logging.getLogger("workers.runtime")
+
+T = TypeVar("T")
+
+_CHECK_EVERY = 0.5  # seconds between database looks at progress and cancellation
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the running attempt's lease while the handler works. If the lease is lost
+    (the reconciler gave the job to someone else) the fence in every write protects the
+    newer attempt; `lost` lets the handler's context stop early."""
+
+    def __init__(self, claim: services.Claim) -> None:
+        super().__init__(name=f"lease-{claim.job_id}", daemon=True)
+        self.claim = claim
+        self.lost = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        interval = max(0.2, settings.JOB_LEASE_SECONDS / 3)
+        try:
+            while not self._stop_event.wait(interval):
+                try:
+                    if not services.job_heartbeat(claim=self.claim):
+                        self.lost = True
+                        return
+                except Exception:
+                    logger.exception("job %s: could not renew its lease", self.claim.job_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+
+class Context:
+    """What a handler gets besides its payload (apps.jobs.registry.JobContext)."""
+
+    def __init__(self, claim: services.Claim, keeper: LeaseKeeper) -> None:
+        self._claim = claim
+        self._keeper = keeper
+        self.job_id = claim.job_id
+        self.attempt = claim.attempt
+        # Stable across attempts: hand it to outside systems so a retry is not a second order.
+        self.idempotency_key = f"job-{claim.job_id}"
+        self._last_progress = 0.0
+        self._last_cancel_check = 0.0
+        self._cancelled = False
+
+    def progress(self, percent: float, message: str = "") -> None:
+        now = time.monotonic()
+        if percent < 100 and now - self._last_progress < _CHECK_EVERY:
+            return  # a handler may report in a tight loop; the database hears it twice a second
+        self._last_progress = now
+        services.job_report_progress(claim=self._claim, percent=percent, message=message)
+
+    def is_cancelled(self) -> bool:
+        if self._cancelled or self._keeper.lost:
+            return True
+        now = time.monotonic()
+        if now - self._last_cancel_check >= _CHECK_EVERY:
+            self._last_cancel_check = now
+            self._cancelled = services.job_cancel_requested(claim=self._claim)
+        return self._cancelled
+
+    def check_cancelled(self) -> None:
+        if self.is_cancelled():
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def step(self, name: str, effect: Callable[[], T]) -> T:
+        return services.job_step_once(claim=self._claim, name=name, effect=effect)
+
+
+def _describe(exc: BaseException) -> tuple[str, str, str]:
+    return type(exc).__name__, str(exc) or type(exc).__name__, "".join(traceback.format_exception(exc))
+
+
+def run_job(task: Task, job_id: str) -> str:
+    """The body of every kind's task."""
+    close_old_connections()
+    worker = task.request.hostname or "worker"
+    claim = services.job_claim(job_id=job_id, worker=worker)
+    if claim is None:
+        logger.info("job %s: nothing to claim (duplicate, stale, cancelled or finished); dropped", job_id)
+        return "dropped"
+    kind = registry.get(claim.kind)
+    keeper = LeaseKeeper(claim)
+    keeper.start()
+    ctx = Context(claim, keeper)
+    logger.info("job %s (%s): attempt %s of %s started", job_id, claim.kind, claim.attempt, claim.max_attempts)
+    try:
+        try:
+            result = kind.handler(ctx, claim.payload)
+            json.dumps(result)  # a result must cross JSON, like everything else we store
+        except JobCancelled as exc:
+            failure = services.AttemptFailure("JobCancelled", str(exc), cancelled=True)
+        except PermanentError as exc:
+            failure = services.AttemptFailure(*_describe(exc), permanent=True)
+        except SoftTimeLimitExceeded as exc:
+            name, _, tb = _describe(exc)
+            failure = services.AttemptFailure(
+                "TimeLimitExceeded", f"the handler ran past its soft time limit of {kind.soft_time_limit} s", tb)
+        except (TypeError, ValueError) as exc:
+            # Covers a result that is not JSON; a handler's own ValueError is retryable too.
+            failure = services.AttemptFailure(*_describe(exc))
+        except Exception as exc:
+            failure = services.AttemptFailure(*_describe(exc))
+        else:
+            if services.job_succeed(claim=claim, result=result):
+                logger.info("job %s (%s): succeeded on attempt %s", job_id, claim.kind, claim.attempt)
+                return "succeeded"
+            logger.warning("job %s (%s): finished after losing its lease; result not recorded", job_id, claim.kind)
+            return "stale"
+        status = services.job_fail_attempt(claim=claim, failure=failure)
+        log = logger.warning if status in ("retrying", "cancelled") else logger.error
+        log("job %s (%s): attempt %s ended with %s: %s; job is now %s", job_id, claim.kind, claim.attempt,
+            failure.error_type, failure.message[:200], status)
+        return status
+    finally:
+        keeper.stop()

@@ -1,0 +1,49 @@
+"""Celery tasks: one per kind, named after the kind, plus the platform's own.
+
+Imported by the worker and beat only (config.celery's `imports`); the web process publishes
+by task name and never imports this module.
+"""
+
+from __future__ import annotations
+
+import django
+
+django.setup()  # beat imports this before Django's fixup has set up the apps
+
+from celery import Task  # noqa: E402
+
+from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
+from apps.jobs.registry import registry  # noqa: E402
+from config.celery import app  # noqa: E402
+from workers.runtime import run_job  # noqa: E402
+
+
+class JobTask(Task):
+    # Late acks + reject on worker loss: a message is acknowledged only after the job's
+    # outcome is in PostgreSQL, and a killed child puts it back on the queue.
+    # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    typing = False
+
+
+def _register_kinds() -> None:
+    for k in registry:
+        app.task(
+            name=k.name,
+            base=JobTask,
+            bind=True,
+            queue=k.queue_for(k.priority),
+            soft_time_limit=k.soft_time_limit,
+            time_limit=k.time_limit,
+            rate_limit=k.rate_limit,
+        )(run_job)
+
+
+_register_kinds()
+
+
+@app.task(name="platform.reconcile", ignore_result=True)
+def reconcile() -> dict[str, int]:
+    return reconcile_jobs()
