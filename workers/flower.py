@@ -14,8 +14,10 @@ import sys
 def main(argv: list[str]) -> None:
     auth = os.environ.get("FLOWER_BASIC_AUTH", "")
     if ":" not in auth:
-        sys.exit("FLOWER_BASIC_AUTH is not set (user:password[,user2:password2]); refusing to start Flower "
-                 "without authentication.")
+        sys.exit(
+            "FLOWER_BASIC_AUTH is not set (user:password[,user2:password2]); refusing to start Flower "
+            "without authentication."
+        )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     args = ["celery", "-A", "config", "flower", f"--basic-auth={auth}"]
     if "FLOWER_PORT" not in os.environ and not any(a.startswith("--port") for a in argv):

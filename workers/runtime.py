@@ -123,12 +123,10 @@ def run_job(task: Task, job_id: str) -> str:
         except PermanentError as exc:
             failure = services.AttemptFailure(*_describe(exc), permanent=True)
         except SoftTimeLimitExceeded as exc:
-            name, _, tb = _describe(exc)
+            _, _, tb = _describe(exc)
             failure = services.AttemptFailure(
-                "TimeLimitExceeded", f"the handler ran past its soft time limit of {kind.soft_time_limit} s", tb)
-        except (TypeError, ValueError) as exc:
-            # Covers a result that is not JSON; a handler's own ValueError is retryable too.
-            failure = services.AttemptFailure(*_describe(exc))
+                "TimeLimitExceeded", f"the handler ran past its soft time limit of {kind.soft_time_limit} s", tb
+            )
         except Exception as exc:
             failure = services.AttemptFailure(*_describe(exc))
         else:
@@ -139,8 +137,15 @@ def run_job(task: Task, job_id: str) -> str:
             return "stale"
         status = services.job_fail_attempt(claim=claim, failure=failure)
         log = logger.warning if status in ("retrying", "cancelled") else logger.error
-        log("job %s (%s): attempt %s ended with %s: %s; job is now %s", job_id, claim.kind, claim.attempt,
-            failure.error_type, failure.message[:200], status)
+        log(
+            "job %s (%s): attempt %s ended with %s: %s; job is now %s",
+            job_id,
+            claim.kind,
+            claim.attempt,
+            failure.error_type,
+            failure.message[:200],
+            status,
+        )
         return status
     finally:
         keeper.stop()

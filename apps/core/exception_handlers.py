@@ -20,8 +20,10 @@ logger = logging.getLogger(__name__)
 _DRF_CODES = {
     exceptions.ParseError: ("malformed_json", "The request body is not valid JSON."),
     exceptions.UnsupportedMediaType: ("unsupported_media_type", None),
-    exceptions.NotAuthenticated: ("not_authenticated", "Authentication credentials were not provided. "
-                                  "Send 'Authorization: Token <key>'."),
+    exceptions.NotAuthenticated: (
+        "not_authenticated",
+        "Authentication credentials were not provided. Send 'Authorization: Token <key>'.",
+    ),
     exceptions.AuthenticationFailed: ("authentication_failed", None),
     exceptions.PermissionDenied: ("permission_denied", None),
     exceptions.NotFound: ("not_found", None),
@@ -34,8 +36,7 @@ _DRF_CODES = {
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details),
-                        status=exc.status_code, headers=exc.headers)
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=exc.headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):
@@ -47,8 +48,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         # Anything unexpected: log it with its traceback, answer a JSON 500 without one.
         logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
-        return Response(error_body("server_error", "An unexpected error happened; it has been logged."),
-                        status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return Response(
+            error_body("server_error", "An unexpected error happened; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
 
     code, message = "error", None
     for exc_type, (exc_code, exc_message) in _DRF_CODES.items():

@@ -26,12 +26,10 @@ class BodySizeLimitMiddleware:
             try:
                 length = int(raw)
             except ValueError:
-                return JsonResponse(error_body("invalid_content_length",
-                                               "Content-Length is not a number."), status=400)
+                return JsonResponse(error_body("invalid_content_length", "Content-Length is not a number."), status=400)
             if length > limit:
                 return JsonResponse(
-                    error_body("body_too_large",
-                               f"The request body is {length} bytes; the limit is {limit} bytes."),
+                    error_body("body_too_large", f"The request body is {length} bytes; the limit is {limit} bytes."),
                     status=413,
                 )
         return self.get_response(request)

@@ -32,6 +32,5 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse(error_body("server_error", "An unexpected error happened; it has been logged."),
-                            status=500)
+        return JsonResponse(error_body("server_error", "An unexpected error happened; it has been logged."), status=500)
     return defaults.server_error(request)

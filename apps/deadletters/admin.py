@@ -15,8 +15,20 @@ class DeadLetterAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     ordering = ["-created_at"]
-    readonly_fields = ["job", "kind", "state", "attempts", "payload_pretty", "error_type", "error_message",
-                       "errors_pretty", "traceback_pretty", "created_at", "resolved_at", "resolved_by"]
+    readonly_fields = [
+        "job",
+        "kind",
+        "state",
+        "attempts",
+        "payload_pretty",
+        "error_type",
+        "error_message",
+        "errors_pretty",
+        "traceback_pretty",
+        "created_at",
+        "resolved_at",
+        "resolved_by",
+    ]
     exclude = ["payload", "errors", "traceback"]
 
     @admin.display(description="payload")

@@ -13,8 +13,10 @@ from apps.jobs.models import Job, JobAttempt, JobStep
 def pretty_json(value: object) -> str:
     if value is None:
         return "-"
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
-                       json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+    return format_html(
+        '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+    )
 
 
 def pre(text: str) -> str:
@@ -27,8 +29,7 @@ class JobAttemptInline(admin.TabularInline):
     model = JobAttempt
     extra = 0
     can_delete = False
-    fields = ["number", "outcome", "worker", "started_at", "finished_at", "duration_ms", "error_type",
-              "error_message"]
+    fields = ["number", "outcome", "worker", "started_at", "finished_at", "duration_ms", "error_type", "error_message"]
     readonly_fields = fields
     ordering = ["number"]
 
@@ -47,10 +48,32 @@ class JobAdmin(admin.ModelAdmin):
     # A million rows: no full-table COUNT(*) for the "x of y" line on every page.
     show_full_result_count = False
     inlines = [JobAttemptInline]
-    readonly_fields = ["id", "owner", "kind", "status", "priority", "queue", "attempts", "max_attempts",
-                       "progress_percent", "progress_message", "payload_pretty", "result_pretty", "error_type",
-                       "error_message", "traceback_pretty", "created_at", "run_at", "started_at", "finished_at",
-                       "published_at", "worker", "lease_expires_at", "cancel_requested_at", "request_id"]
+    readonly_fields = [
+        "id",
+        "owner",
+        "kind",
+        "status",
+        "priority",
+        "queue",
+        "attempts",
+        "max_attempts",
+        "progress_percent",
+        "progress_message",
+        "payload_pretty",
+        "result_pretty",
+        "error_type",
+        "error_message",
+        "traceback_pretty",
+        "created_at",
+        "run_at",
+        "started_at",
+        "finished_at",
+        "published_at",
+        "worker",
+        "lease_expires_at",
+        "cancel_requested_at",
+        "request_id",
+    ]
     fieldsets = [
         (None, {"fields": ["id", "owner", "kind", "status", "priority", "queue", "attempts", "max_attempts"]}),
         ("Progress", {"fields": ["progress_percent", "progress_message"]}),

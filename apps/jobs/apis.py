@@ -44,15 +44,21 @@ class JobListCreateApi(APIView):
         data = JobSubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         job = services.job_submit(owner=request.user, request_id=_request_id(request), **data.validated_data)
-        return Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": request.build_absolute_uri(reverse("job-detail", args=[job.id]))})
+        return Response(
+            JobOutput(job, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": request.build_absolute_uri(reverse("job-detail", args=[job.id]))},
+        )
 
 
 class JobDetailApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JobOutput, operation_id="jobs_retrieve",
-                   parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)])
+    @extend_schema(
+        responses=JobOutput,
+        operation_id="jobs_retrieve",
+        parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)],
+    )
     def get(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(owner=request.user, job_id=job_id)
         return Response(JobOutput(job, context={"request": request}).data)

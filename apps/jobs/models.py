@@ -78,10 +78,10 @@ class Job(models.Model):
             models.Index(fields=["-created_at"], name="job_created"),
             # The reconciler's sweeps touch only the few rows that need it.
             models.Index(fields=["run_at"], name="job_due", condition=Q(status__in=["queued", "retrying"])),
-            models.Index(fields=["lease_expires_at"], name="job_running_lease",
-                         condition=Q(status="running")),
-            models.Index(fields=["created_at"], name="job_unpublished",
-                         condition=Q(status="queued", published_at__isnull=True)),
+            models.Index(fields=["lease_expires_at"], name="job_running_lease", condition=Q(status="running")),
+            models.Index(
+                fields=["created_at"], name="job_unpublished", condition=Q(status="queued", published_at__isnull=True)
+            ),
         ]
 
     def __str__(self) -> str:

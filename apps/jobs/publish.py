@@ -73,7 +73,8 @@ def dead_letter_publish_on_commit(*, dead_letter_id: int, job_id: str, kind: str
                 retry_policy=_PUBLISH_RETRY_POLICY,
             )
         except Exception as exc:
-            logger.warning("could not mirror dead letter %s to the %s queue: %s",
-                           dead_letter_id, DEAD_LETTER_QUEUE, exc)
+            logger.warning(
+                "could not mirror dead letter %s to the %s queue: %s", dead_letter_id, DEAD_LETTER_QUEUE, exc
+            )
 
     transaction.on_commit(send)

@@ -38,7 +38,8 @@ def _redis() -> redis.Redis:
 def jobs_promote_due(*, now: datetime) -> int:
     """Retries whose backoff has ended become queued again, for the relay to publish."""
     return Job.objects.filter(status=JobStatus.RETRYING, run_at__lte=now).update(
-        status=JobStatus.QUEUED, published_at=None, updated_at=now)
+        status=JobStatus.QUEUED, published_at=None, updated_at=now
+    )
 
 
 def jobs_relay_unpublished(*, now: datetime) -> int:
@@ -65,10 +66,10 @@ def jobs_expire_leases(*, now: datetime) -> int:
             .order_by("lease_expires_at")[:100]
         )
         for job in stale:
-            message = (f"worker {job.worker or '?'} stopped renewing its lease "
-                       f"(killed, out of memory or unreachable)")
+            message = f"worker {job.worker or '?'} stopped renewing its lease (killed, out of memory or unreachable)"
             JobAttempt.objects.filter(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.RUNNING).update(
-                outcome=JobAttempt.Outcome.LOST, finished_at=now, error_type="WorkerLost", error_message=message)
+                outcome=JobAttempt.Outcome.LOST, finished_at=now, error_type="WorkerLost", error_message=message
+            )
             status = _after_failed_attempt(job, now, AttemptFailure("WorkerLost", message))
             logger.warning("job %s (%s): lease expired on attempt %s; now %s", job.id, job.kind, job.attempts, status)
             recovered += 1

@@ -87,10 +87,7 @@ class Kind:
     def payload_errors(self, payload: Any) -> list[dict[str, str]]:
         """Every way the payload breaks the schema, as {path, message}; empty when valid."""
         errors = sorted(self.validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
-        return [
-            {"path": "/".join(str(p) for p in e.absolute_path) or "(root)", "message": e.message}
-            for e in errors
-        ]
+        return [{"path": "/".join(str(p) for p in e.absolute_path) or "(root)", "message": e.message} for e in errors]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -50,8 +50,23 @@ class JobOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "status", "priority", "attempts", "max_attempts", "progress", "result",
-                  "error", "payload", "run_at", "created_at", "started_at", "finished_at", "links"]
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "priority",
+            "attempts",
+            "max_attempts",
+            "progress",
+            "result",
+            "error",
+            "payload",
+            "run_at",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "links",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(ProgressOutput)

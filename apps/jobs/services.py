@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -30,51 +30,75 @@ T = TypeVar("T")
 
 # --- submission --------------------------------------------------------------------------
 
+
 def _kind_or_error(name: str) -> Kind:
     try:
         return registry.get(name)
     except UnknownKind:
         known = [k.name for k in registry]
-        raise InvalidInput(f"Unknown kind {name!r}. Known kinds: {', '.join(known)}.",
-                           code="unknown_kind", details={"known_kinds": known}) from None
+        raise InvalidInput(
+            f"Unknown kind {name!r}. Known kinds: {', '.join(known)}.",
+            code="unknown_kind",
+            details={"known_kinds": known},
+        ) from None
 
 
-def job_validate(*, kind: str, payload: Any, priority: str | None = None,
-                 max_attempts: int | None = None) -> tuple[Kind, str, int]:
+def job_validate(
+    *, kind: str, payload: Any, priority: str | None = None, max_attempts: int | None = None
+) -> tuple[Kind, str, int]:
     """Check a submission against its kind; returns (kind, priority, max_attempts)."""
     k = _kind_or_error(kind)
     if not isinstance(payload, dict):
-        raise InvalidInput("The payload must be a JSON object.", code="invalid_payload",
-                           details=[{"path": "(root)", "message": "must be an object"}])
+        raise InvalidInput(
+            "The payload must be a JSON object.",
+            code="invalid_payload",
+            details=[{"path": "(root)", "message": "must be an object"}],
+        )
     errors = k.payload_errors(payload)
     if errors:
         first = errors[0]
-        raise InvalidInput(f"The payload does not fit kind {kind!r}: {first['path']}: {first['message']}",
-                           code="invalid_payload", details=errors)
+        raise InvalidInput(
+            f"The payload does not fit kind {kind!r}: {first['path']}: {first['message']}",
+            code="invalid_payload",
+            details=errors,
+        )
     priority = priority or k.priority
     if priority not in PRIORITIES:
         raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}.", code="invalid_priority")
     if max_attempts is None:
         max_attempts = k.max_attempts
     elif not 1 <= max_attempts <= k.max_attempts:
-        raise InvalidInput(f"max_attempts for {kind!r} must be between 1 and {k.max_attempts}.",
-                           code="invalid_max_attempts")
+        raise InvalidInput(
+            f"max_attempts for {kind!r} must be between 1 and {k.max_attempts}.", code="invalid_max_attempts"
+        )
     return k, priority, max_attempts
 
 
-def job_submit(*, owner: AbstractBaseUser, kind: str, payload: Any, priority: str | None = None,
-               run_at: datetime | None = None, max_attempts: int | None = None,
-               request_id: str = "") -> Job:
+def job_submit(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    payload: Any,
+    priority: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    request_id: str = "",
+) -> Job:
     """Commit a job and publish it after the commit. A `run_at` in the future holds it in the
     database until the reconciler publishes it when due."""
-    k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority,
-                                             max_attempts=max_attempts)
+    k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
     now = timezone.now()
     scheduled = run_at is not None and run_at > now
     with transaction.atomic():
         job = Job.objects.create(
-            owner=owner, kind=k.name, payload=payload, priority=priority, queue=k.queue_for(priority),
-            max_attempts=max_attempts, created_at=now, run_at=run_at if scheduled else None,
+            owner=owner,
+            kind=k.name,
+            payload=payload,
+            priority=priority,
+            queue=k.queue_for(priority),
+            max_attempts=max_attempts,
+            created_at=now,
+            run_at=run_at if scheduled else None,
             request_id=request_id[:64],
         )
         if not scheduled:
@@ -104,6 +128,7 @@ def job_cancel(*, job: Job) -> Job:
 
 # --- the worker's side: claim, heartbeat, progress, finish -------------------------------
 
+
 @dataclass(frozen=True)
 class Claim:
     """What a worker holds while it runs one attempt of a job."""
@@ -126,18 +151,32 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
     claimed = (
         Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
         .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
-        .update(status=JobStatus.RUNNING, attempts=F("attempts") + 1, lease_token=token,
-                lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-                started_at=now, worker=worker[:255], updated_at=now)
+        .update(
+            status=JobStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            started_at=now,
+            worker=worker[:255],
+            updated_at=now,
+        )
     )
     if claimed != 1:
         return None
     job = Job.objects.only("id", "kind", "payload", "attempts", "max_attempts", "request_id").get(id=job_id)
-    JobAttempt.objects.create(job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now,
-                              outcome=JobAttempt.Outcome.RUNNING)
-    return Claim(job_id=str(job.id), kind=job.kind, payload=job.payload, attempt=job.attempts,
-                 max_attempts=job.max_attempts, lease_token=str(token), started_at=now,
-                 request_id=job.request_id)
+    JobAttempt.objects.create(
+        job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now, outcome=JobAttempt.Outcome.RUNNING
+    )
+    return Claim(
+        job_id=str(job.id),
+        kind=job.kind,
+        payload=job.payload,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        lease_token=str(token),
+        started_at=now,
+        request_id=job.request_id,
+    )
 
 
 def _held(claim: Claim):
@@ -153,8 +192,7 @@ def job_heartbeat(*, claim: Claim) -> bool:
 
 def job_report_progress(*, claim: Claim, percent: float, message: str = "") -> bool:
     percent = max(0.0, min(100.0, float(percent)))
-    return _held(claim).update(progress_percent=percent, progress_message=message[:500],
-                               updated_at=timezone.now()) == 1
+    return _held(claim).update(progress_percent=percent, progress_message=message[:500], updated_at=timezone.now()) == 1
 
 
 def job_cancel_requested(*, claim: Claim) -> bool:
@@ -168,17 +206,24 @@ def job_step_once(*, claim: Claim, name: str, effect: Callable[[], T]) -> T:
     if recorded is not None:
         return recorded[0]  # type: ignore[no-any-return]
     value = effect()
-    JobStep.objects.get_or_create(job_id=claim.job_id, name=name[:200],
-                                  defaults={"result": value, "attempt": claim.attempt})
+    JobStep.objects.get_or_create(
+        job_id=claim.job_id, name=name[:200], defaults={"result": value, "attempt": claim.attempt}
+    )
     return value
 
 
-def _close_attempt(claim: Claim, now: datetime, outcome: str, error_type: str = "",
-                   error_message: str = "", traceback: str = "") -> None:
+def _close_attempt(
+    claim: Claim, now: datetime, outcome: str, error_type: str = "", error_message: str = "", traceback: str = ""
+) -> None:
     duration_ms = max(0, int((now - claim.started_at).total_seconds() * 1000))
     JobAttempt.objects.filter(job_id=claim.job_id, number=claim.attempt).update(
-        outcome=outcome, finished_at=now, duration_ms=duration_ms, error_type=error_type[:200],
-        error_message=error_message, traceback=traceback)
+        outcome=outcome,
+        finished_at=now,
+        duration_ms=duration_ms,
+        error_type=error_type[:200],
+        error_message=error_message,
+        traceback=traceback,
+    )
 
 
 def job_succeed(*, claim: Claim, result: Any) -> bool:
@@ -186,9 +231,17 @@ def job_succeed(*, claim: Claim, result: Any) -> bool:
     now = timezone.now()
     with transaction.atomic():
         done = _held(claim).update(
-            status=JobStatus.SUCCEEDED, result=result, finished_at=now, lease_token=None,
-            lease_expires_at=None, progress_percent=100.0, error_type="", error_message="",
-            error_traceback="", updated_at=now)
+            status=JobStatus.SUCCEEDED,
+            result=result,
+            finished_at=now,
+            lease_token=None,
+            lease_expires_at=None,
+            progress_percent=100.0,
+            error_type="",
+            error_message="",
+            error_traceback="",
+            updated_at=now,
+        )
         if done:
             _close_attempt(claim, now, JobAttempt.Outcome.SUCCEEDED)
     return bool(done)
@@ -243,14 +296,25 @@ def _after_failed_attempt(job: Job, now: datetime, failure: AttemptFailure) -> s
         job.finished_at = now
     else:
         k = registry.get(job.kind) if job.kind in registry else None
-        base = (k.retry_base_seconds if k and k.retry_base_seconds is not None
-                else settings.JOB_RETRY_BASE_SECONDS)
+        base = k.retry_base_seconds if k and k.retry_base_seconds is not None else settings.JOB_RETRY_BASE_SECONDS
         cap = k.retry_max_seconds if k and k.retry_max_seconds is not None else settings.JOB_RETRY_MAX_SECONDS
         job.status = JobStatus.RETRYING
         job.run_at = now + timedelta(seconds=backoff_seconds(job.attempts, base=base, cap=cap))
         job.published_at = None
-    job.save(update_fields=["status", "error_type", "error_message", "error_traceback", "lease_token",
-                            "lease_expires_at", "finished_at", "run_at", "published_at", "updated_at"])
+    job.save(
+        update_fields=[
+            "status",
+            "error_type",
+            "error_message",
+            "error_traceback",
+            "lease_token",
+            "lease_expires_at",
+            "finished_at",
+            "run_at",
+            "published_at",
+            "updated_at",
+        ]
+    )
     if job.status == JobStatus.FAILED:
         _park(job, now)
     return job.status
@@ -259,15 +323,35 @@ def _after_failed_attempt(job: Job, now: datetime, failure: AttemptFailure) -> s
 def _park(job: Job, now: datetime) -> DeadLetter:
     """Give a failed job its dead letter: a row, and a message on the dead_letter queue."""
     history = [
-        {"attempt": a.number, "worker": a.worker, "outcome": a.outcome, "error_type": a.error_type,
-         "error_message": a.error_message, "at": (a.finished_at or a.started_at).isoformat()}
+        {
+            "attempt": a.number,
+            "worker": a.worker,
+            "outcome": a.outcome,
+            "error_type": a.error_type,
+            "error_message": a.error_message,
+            "at": (a.finished_at or a.started_at).isoformat(),
+        }
         for a in JobAttempt.objects.filter(job_id=job.id).order_by("number")
     ]
     letter = DeadLetter.objects.create(
-        job=job, kind=job.kind, payload=job.payload, error_type=job.error_type,
-        error_message=job.error_message, traceback=job.error_traceback, errors=history,
-        attempts=job.attempts, created_at=now)
-    logger.error("job %s (%s) failed after %s attempt(s) and was parked as dead letter %s: %s: %s",
-                 job.id, job.kind, job.attempts, letter.pk, job.error_type, job.error_message[:200])
+        job=job,
+        kind=job.kind,
+        payload=job.payload,
+        error_type=job.error_type,
+        error_message=job.error_message,
+        traceback=job.error_traceback,
+        errors=history,
+        attempts=job.attempts,
+        created_at=now,
+    )
+    logger.error(
+        "job %s (%s) failed after %s attempt(s) and was parked as dead letter %s: %s: %s",
+        job.id,
+        job.kind,
+        job.attempts,
+        letter.pk,
+        job.error_type,
+        job.error_message[:200],
+    )
     dead_letter_publish_on_commit(dead_letter_id=letter.pk, job_id=str(job.id), kind=job.kind)
     return letter

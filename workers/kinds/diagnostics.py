@@ -12,8 +12,7 @@ from django.conf import settings
 from apps.jobs.registry import JobContext, PermanentError, RetryableError, kind
 
 
-@kind("diagnostics.noop", schema={"type": "object", "additionalProperties": False},
-      soft_time_limit=10, time_limit=20)
+@kind("diagnostics.noop", schema={"type": "object", "additionalProperties": False}, soft_time_limit=10, time_limit=20)
 def noop(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Does nothing: measures the platform's own cost."""
     return {}
@@ -69,8 +68,13 @@ def flaky(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 
 if settings.DIAGNOSTICS_UNSAFE:
 
-    @kind("diagnostics.crash", schema={"type": "object", "additionalProperties": False},
-          max_attempts=2, soft_time_limit=10, time_limit=20)
+    @kind(
+        "diagnostics.crash",
+        schema={"type": "object", "additionalProperties": False},
+        max_attempts=2,
+        soft_time_limit=10,
+        time_limit=20,
+    )
     def crash(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         """Kills its own worker process (tests only: registered when DIAGNOSTICS_UNSAFE=1)."""
         os.kill(os.getpid(), signal.SIGKILL)

@@ -70,8 +70,16 @@ def thumbnail(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         data = buffer.getvalue()
         path = out_dir / f"thumbnail-{size}.{ext}"
         path.write_bytes(data)  # same name on a retry: rewriting is idempotent
-        thumbnails.append({"size": size, "width": thumb.width, "height": thumb.height, "format": fmt,
-                           "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                           "file": str(path.relative_to(settings.JOB_MEDIA_ROOT))})
+        thumbnails.append(
+            {
+                "size": size,
+                "width": thumb.width,
+                "height": thumb.height,
+                "format": fmt,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file": str(path.relative_to(settings.JOB_MEDIA_ROOT)),
+            }
+        )
         ctx.progress(100.0 * (index + 1) / len(sizes), f"made {size}px thumbnail")
     return {"source": {"width": image.width, "height": image.height}, "thumbnails": thumbnails}

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory
+from tests.processes import CeleryProcess, RedisServer, celery_env, start_beat, start_worker
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _broker(redis_server: RedisServer) -> None:
+    """Point this process's publisher at the private Redis, never the shared one."""
+    _reset_publisher(redis_server.url)
+
+
+def _reset_publisher(url: str) -> None:
+    from django.conf import settings
+
+    from apps.jobs import reconciler
+    from config.celery import app
+
+    settings.REDIS_URL = url
+    app.conf.broker_url = url
+    if app._pool is not None:  # drop connections to a previous Redis
+        app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+    reconciler._redis_client = None
+
+
+@pytest.fixture
+def user(db: Any):
+    return UserFactory()
+
+
+@pytest.fixture
+def api(user: Any) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class Platform:
+    """The worker side of the stack for one test: real Celery workers and beat, on the test
+    database (committed data: the tests use transactional_db) and the private Redis."""
+
+    def __init__(self, redis: RedisServer) -> None:
+        self.redis = redis
+        self.processes: list[CeleryProcess] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return celery_env(database_url=database_url(), redis_url=self.redis.url, **extra)
+
+    def worker(self, **kwargs: Any) -> CeleryProcess:
+        env = self.env(**kwargs.pop("env", {}))
+        process = start_worker(env, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def beat(self, **extra_env: str) -> CeleryProcess:
+        process = start_beat(self.env(**extra_env))
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.processes.clear()
+
+
+@pytest.fixture
+def platform(transactional_db: Any, redis_server: RedisServer) -> Iterator[Platform]:
+    if connection.vendor != "postgresql":
+        pytest.skip("worker tests run against PostgreSQL (set DATABASE_URL)")
+    p = Platform(redis_server)
+    yield p
+    p.stop()
+
+
+def json_roundtrip(value: Any) -> Any:
+    """What crosses the broker: task arguments must survive JSON."""
+    return json.loads(json.dumps(value))
