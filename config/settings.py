@@ -161,6 +161,19 @@ JOB_RETRY_MAX_SECONDS = env_float("JOB_RETRY_MAX_SECONDS", 300.0, minimum=0.0)
 RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 1.0, minimum=0.1)
 # How long a committed job may wait for its publish before the relay publishes it itself.
 OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
+DEAD_LETTER_CHECK_SECONDS = env_float("DEAD_LETTER_CHECK_SECONDS", 15.0, minimum=0.5)
+DEAD_LETTER_ALERT_DEPTH = env_int("DEAD_LETTER_ALERT_DEPTH", 100, minimum=0)
+ALERT_REPEAT_SECONDS = env_int("ALERT_REPEAT_SECONDS", 3600, minimum=1)
+# Where alerts go besides the ERROR log line: email addresses and/or a webhook (JSON POST).
+ALERT_EMAILS = env_list("ALERT_EMAILS", [])
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobs@localhost")
 JOB_MEDIA_ROOT = Path(env_str("JOB_MEDIA_ROOT") or (BASE_DIR / "var" / "media"))
 
 # --- Celery (configured from these settings with the CELERY_ namespace) -----------------
@@ -197,6 +210,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": RECONCILE_INTERVAL_SECONDS,
         # Runs inside the beat process itself (workers.beat.InlineScheduler): recovery must
         # not wait behind a backlog, nor stop when every worker is busy or dead.
+        "options": {"inline": True},
+    },
+    "dead-letter-monitor": {
+        "task": "platform.dead_letter_monitor",
+        "schedule": DEAD_LETTER_CHECK_SECONDS,
         "options": {"inline": True},
     },
 }

@@ -7,6 +7,7 @@ from apps.core import views as core_views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.jobs.urls")),
+    path("api/v1/", include("apps.deadletters.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("apps.ops.urls")),

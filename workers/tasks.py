@@ -12,6 +12,7 @@ django.setup()  # beat imports this before Django's fixup has set up the apps
 
 from celery import Task  # noqa: E402
 
+from apps.deadletters.monitor import dead_letters_monitor  # noqa: E402
 from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
 from apps.jobs.registry import registry  # noqa: E402
 from config.celery import app  # noqa: E402
@@ -47,3 +48,8 @@ _register_kinds()
 @app.task(name="platform.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     return reconcile_jobs()
+
+
+@app.task(name="platform.dead_letter_monitor", ignore_result=True)
+def dead_letter_monitor() -> dict[str, int]:
+    return dead_letters_monitor()

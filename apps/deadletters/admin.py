@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.deadletters import services
 from apps.deadletters.models import DeadLetter
 from apps.jobs.admin import pre, pretty_json
 
@@ -30,6 +32,19 @@ class DeadLetterAdmin(admin.ModelAdmin):
         "resolved_by",
     ]
     exclude = ["payload", "errors", "traceback"]
+    actions = ["redrive", "discard"]
+
+    @admin.action(description="Redrive: run the selected jobs again with fresh attempts")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        done = services.dead_letters_redrive_many(letter_ids=ids, actor=request.user.get_username())
+        self.message_user(request, f"{done} redriven; {len(ids) - done} were already resolved.", messages.SUCCESS)
+
+    @admin.action(description="Discard: close the selected letters without running the jobs")
+    def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        done = services.dead_letters_discard_many(letter_ids=ids, actor=request.user.get_username())
+        self.message_user(request, f"{done} discarded; {len(ids) - done} were already resolved.", messages.SUCCESS)
 
     @admin.display(description="payload")
     def payload_pretty(self, letter: DeadLetter) -> str:

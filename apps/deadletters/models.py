@@ -29,6 +29,8 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True, default="")
+    # Set once the monitor has raised its alert for this letter.
+    alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -36,6 +38,7 @@ class DeadLetter(models.Model):
             models.Index(fields=["state", "-created_at"], name="dl_state_created"),
             models.Index(fields=["kind", "-created_at"], name="dl_kind_created"),
             models.Index(fields=["error_type", "-created_at"], name="dl_error_created"),
+            models.Index(fields=["created_at"], name="dl_unalerted", condition=Q(alerted_at__isnull=True)),
         ]
         constraints = [
             # One open letter per job: parking the same job twice is a no-op, not a duplicate.

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from apps.jobs import selectors, services
 from apps.jobs.registry import registry
-from apps.jobs.serializers import JobListFilters, JobOutput, JobSubmitInput
+from apps.jobs.serializers import JobDetailOutput, JobListFilters, JobOutput, JobSubmitInput
 
 
 class JobCursorPagination(CursorPagination):
@@ -43,25 +43,32 @@ class JobListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = JobSubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.job_submit(owner=request.user, request_id=_request_id(request), **data.validated_data)
-        return Response(
-            JobOutput(job, context={"request": request}).data,
-            status=status.HTTP_202_ACCEPTED,
-            headers={"Location": request.build_absolute_uri(reverse("job-detail", args=[job.id]))},
-        )
+        key = request.headers.get("Idempotency-Key")
+        headers: dict[str, str] = {}
+        if key is None:
+            job = services.job_submit(owner=request.user, request_id=_request_id(request), **data.validated_data)
+            code = status.HTTP_202_ACCEPTED
+        else:
+            submission = services.job_submit_idempotent(
+                owner=request.user, idempotency_key=key, request_id=_request_id(request), **data.validated_data
+            )
+            job, code = submission.job, submission.status_code
+            headers["Idempotent-Replayed"] = "true" if submission.replayed else "false"
+        headers["Location"] = request.build_absolute_uri(reverse("job-detail", args=[job.id]))
+        return Response(JobOutput(job, context={"request": request}).data, status=code, headers=headers)
 
 
 class JobDetailApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        responses=JobOutput,
+        responses=JobDetailOutput,
         operation_id="jobs_retrieve",
         parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)],
     )
     def get(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(owner=request.user, job_id=job_id)
-        return Response(JobOutput(job, context={"request": request}).data)
+        return Response(JobDetailOutput(job, context={"request": request}).data)
 
 
 class JobCancelApi(APIView):

@@ -39,6 +39,8 @@ class Job(models.Model):
 
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField()
+    # The attempts one submission (or one redrive) grants; a redrive adds this many again.
+    attempt_allowance = models.PositiveIntegerField(default=1)
 
     progress_percent = models.FloatField(null=True, blank=True)
     progress_message = models.CharField(max_length=500, blank=True, default="")
@@ -137,3 +139,22 @@ class JobStep(models.Model):
 
     def __str__(self) -> str:
         return f"step {self.name} of {self.job_id}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's Idempotency-Key, kept 24 hours. The unique constraint, not a check before
+    the insert, is what makes many concurrent requests with one key create one job."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    status_code = models.PositiveSmallIntegerField(default=202)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="idempotency_owner_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.job_id}"

@@ -59,22 +59,27 @@ def job_publish_on_commit(jobs: Iterable[tuple[str, str, str, str]]) -> None:
         transaction.on_commit(lambda: publish_jobs_rollback_unsafe(batch))
 
 
-def dead_letter_publish_on_commit(*, dead_letter_id: int, job_id: str, kind: str) -> None:
-    """Mirror a new dead letter onto the `dead_letter` queue, for Flower and redis-side tools.
-    The database row is the record; this message is its visible shadow."""
-
-    def send() -> None:
+def dead_letter_publish_rollback_unsafe(letters: Iterable[tuple[int, str, str]]) -> int:
+    """Put (letter id, job id, kind) messages on the `dead_letter` queue now; returns how
+    many were sent."""
+    sent = 0
+    for letter_id, job_id, kind in letters:
         try:
             celery_app.send_task(
                 DEAD_LETTER_TASK,
-                args=[dead_letter_id, job_id, kind],
+                args=[letter_id, job_id, kind],
                 queue=DEAD_LETTER_QUEUE,
                 retry=True,
                 retry_policy=_PUBLISH_RETRY_POLICY,
             )
         except Exception as exc:
-            logger.warning(
-                "could not mirror dead letter %s to the %s queue: %s", dead_letter_id, DEAD_LETTER_QUEUE, exc
-            )
+            logger.warning("could not mirror dead letter %s to the %s queue: %s", letter_id, DEAD_LETTER_QUEUE, exc)
+            break
+        sent += 1
+    return sent
 
-    transaction.on_commit(send)
+
+def dead_letter_publish_on_commit(*, dead_letter_id: int, job_id: str, kind: str) -> None:
+    """Mirror a new dead letter onto the `dead_letter` queue, for Flower and Redis-side tools.
+    The database row is the record; this message is its visible shadow."""
+    transaction.on_commit(lambda: dead_letter_publish_rollback_unsafe([(dead_letter_id, job_id, kind)]))

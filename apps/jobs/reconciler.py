@@ -28,7 +28,8 @@ BROKER_SENTINEL_KEY = "jobplatform:broker-sentinel"
 _redis_client: redis.Redis | None = None
 
 
-def _redis() -> redis.Redis:
+def redis_client() -> redis.Redis:
+    """A plain Redis client on the broker's server, for the platform's own keys."""
     global _redis_client
     if _redis_client is None:
         _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
@@ -79,7 +80,7 @@ def jobs_expire_leases(*, now: datetime) -> int:
 def jobs_repair_broker_loss() -> int:
     """When Redis lost its data, republish every queued job that was already published; a
     message that survived after all is dropped by the claim, so duplicates are harmless."""
-    if not _redis().set(BROKER_SENTINEL_KEY, timezone.now().isoformat(), nx=True):
+    if not redis_client().set(BROKER_SENTINEL_KEY, timezone.now().isoformat(), nx=True):
         return 0
     republished = 0
     last_id = None
@@ -95,7 +96,7 @@ def jobs_repair_broker_loss() -> int:
         republished += len(sent)
         if len(sent) < len(rows):
             # Redis went away again mid-repair: forget the sentinel so the next sweep redoes it.
-            _redis().delete(BROKER_SENTINEL_KEY)
+            redis_client().delete(BROKER_SENTINEL_KEY)
             break
         last_id = rows[-1][0]
     if republished:

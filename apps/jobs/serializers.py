@@ -9,7 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.jobs.models import Job, JobStatus
+from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.registry import PRIORITIES
 
 
@@ -86,3 +86,29 @@ class JobOutput(serializers.ModelSerializer):
         if request is None:
             return paths
         return {name: request.build_absolute_uri(path) for name, path in paths.items()}
+
+
+class AttemptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = JobAttempt
+        fields = [
+            "number",
+            "outcome",
+            "worker",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "error_type",
+            "error_message",
+        ]
+        read_only_fields = fields
+
+
+class JobDetailOutput(JobOutput):
+    """One job, with the history of its attempts (when, which worker, how long, the error)."""
+
+    history = AttemptOutput(source="attempt_history", many=True, read_only=True)
+
+    class Meta(JobOutput.Meta):
+        fields = [*JobOutput.Meta.fields, "history"]
+        read_only_fields = fields

@@ -3,6 +3,8 @@ business logic of its own."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import uuid
@@ -13,13 +15,13 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.errors import Conflict, InvalidInput
+from apps.core.errors import Conflict, InvalidInput, Unprocessable
 from apps.deadletters.models import DeadLetter
-from apps.jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobStatus, JobStep
+from apps.jobs.models import TERMINAL_STATUSES, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
 from apps.jobs.publish import dead_letter_publish_on_commit, job_publish_on_commit
 from apps.jobs.registry import PRIORITIES, Kind, UnknownKind, registry
 
@@ -87,23 +89,136 @@ def job_submit(
     """Commit a job and publish it after the commit. A `run_at` in the future holds it in the
     database until the reconciler publishes it when due."""
     k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
-    now = timezone.now()
-    scheduled = run_at is not None and run_at > now
     with transaction.atomic():
-        job = Job.objects.create(
+        return _job_create(
             owner=owner,
-            kind=k.name,
+            k=k,
             payload=payload,
             priority=priority,
-            queue=k.queue_for(priority),
+            run_at=run_at,
             max_attempts=max_attempts,
-            created_at=now,
-            run_at=run_at if scheduled else None,
-            request_id=request_id[:64],
+            request_id=request_id,
         )
-        if not scheduled:
-            job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+
+
+def _job_create(
+    *,
+    owner: AbstractBaseUser,
+    k: Kind,
+    payload: dict[str, Any],
+    priority: str,
+    run_at: datetime | None,
+    max_attempts: int,
+    request_id: str,
+) -> Job:
+    now = timezone.now()
+    scheduled = run_at is not None and run_at > now
+    job = Job.objects.create(
+        owner=owner,
+        kind=k.name,
+        payload=payload,
+        priority=priority,
+        queue=k.queue_for(priority),
+        max_attempts=max_attempts,
+        attempt_allowance=max_attempts,
+        created_at=now,
+        run_at=run_at if scheduled else None,
+        request_id=request_id[:64],
+    )
+    if not scheduled:
+        job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
     return job
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    status_code: int
+    replayed: bool
+
+
+def request_fingerprint(**request: Any) -> str:
+    """A stable digest of what was asked, to tell a retry of a request from a different one."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def job_submit_idempotent(
+    *,
+    owner: AbstractBaseUser,
+    idempotency_key: str,
+    kind: str,
+    payload: Any,
+    priority: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    request_id: str = "",
+) -> Submission:
+    """Submit once per (client, Idempotency-Key) for 24 hours. The same key and request
+    returns the original job; the same key with a different request is refused with 422.
+    Concurrent requests with one key race on a unique constraint: one inserts, the others
+    wait for its commit, fail the insert and read the winner's job."""
+    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise InvalidInput(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters.", code="invalid_idempotency_key"
+        )
+    fingerprint = request_fingerprint(
+        kind=kind, payload=payload, priority=priority, run_at=run_at, max_attempts=max_attempts
+    )
+    for _ in range(3):
+        existing = _idempotent_replay(owner=owner, key=idempotency_key, fingerprint=fingerprint)
+        if existing is not None:
+            return existing
+        k, prio, attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
+        try:
+            with transaction.atomic():
+                job = _job_create(
+                    owner=owner,
+                    k=k,
+                    payload=payload,
+                    priority=prio,
+                    run_at=run_at,
+                    max_attempts=attempts,
+                    request_id=request_id,
+                )
+                IdempotencyKey.objects.create(
+                    owner=owner,
+                    key=idempotency_key,
+                    fingerprint=fingerprint,
+                    job=job,
+                    status_code=202,
+                    created_at=job.created_at,
+                )
+            return Submission(job=job, status_code=202, replayed=False)
+        except IntegrityError:
+            continue  # another request won the race; read its job on the next turn
+    raise Conflict(
+        "The Idempotency-Key is being used by a concurrent request; retry shortly.",
+        code="idempotency_key_busy",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _idempotent_replay(*, owner: AbstractBaseUser, key: str, fingerprint: str) -> Submission | None:
+    record = IdempotencyKey.objects.select_related("job").filter(owner=owner, key=key).first()
+    if record is None:
+        return None
+    if record.created_at < timezone.now() - IDEMPOTENCY_TTL:
+        # Expired: the key may be used afresh. Delete only the row we read, so two requests
+        # expiring it at once cannot delete a newer one.
+        IdempotencyKey.objects.filter(pk=record.pk, created_at=record.created_at).delete()
+        return None
+    if record.fingerprint != fingerprint:
+        raise Unprocessable(
+            "This Idempotency-Key was already used for a different request.",
+            code="idempotency_key_reused",
+            details={"job_id": str(record.job_id)},
+        )
+    return Submission(job=record.job, status_code=record.status_code, replayed=True)
 
 
 def job_cancel(*, job: Job) -> Job:

@@ -1,0 +1,72 @@
+"""Acting on dead letters: redrive (the job runs again with fresh attempts) and discard.
+Both are idempotent: acting twice on one letter changes nothing the second time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.deadletters.models import DeadLetter
+from apps.jobs.models import Job, JobStatus
+from apps.jobs.publish import job_publish_on_commit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    letter: DeadLetter
+    changed: bool  # False when the letter was already resolved: nothing more was done
+
+
+def dead_letter_redrive(*, letter_id: int, actor: str = "") -> Resolution:
+    """Queue the parked job again with a fresh allowance of attempts. Its attempt history is
+    kept: a job that had 3 of 3 attempts now has attempts 3 of 6."""
+    now = timezone.now()
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().get(pk=letter_id)
+        if letter.state != DeadLetter.State.OPEN:
+            return Resolution(letter, changed=False)
+        job = Job.objects.select_for_update().get(pk=letter.job_id)
+        if job.status == JobStatus.FAILED:
+            job.status = JobStatus.QUEUED
+            job.max_attempts = job.attempts + job.attempt_allowance
+            job.error_type = job.error_message = job.error_traceback = ""
+            job.result = None
+            job.finished_at = job.run_at = job.published_at = job.cancel_requested_at = None
+            job.progress_percent = None
+            job.progress_message = ""
+            job.save()
+            job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+        letter.state = DeadLetter.State.REDRIVEN
+        letter.resolved_at = now
+        letter.resolved_by = actor[:150]
+        letter.save(update_fields=["state", "resolved_at", "resolved_by"])
+    logger.info("dead letter %s redriven by %s: job %s (%s) queued again", letter.pk, actor or "?", job.id, job.kind)
+    return Resolution(letter, changed=True)
+
+
+def dead_letter_discard(*, letter_id: int, actor: str = "") -> Resolution:
+    """Close the letter without running the job again; the job stays failed."""
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().get(pk=letter_id)
+        if letter.state != DeadLetter.State.OPEN:
+            return Resolution(letter, changed=False)
+        letter.state = DeadLetter.State.DISCARDED
+        letter.resolved_at = timezone.now()
+        letter.resolved_by = actor[:150]
+        letter.save(update_fields=["state", "resolved_at", "resolved_by"])
+    logger.info("dead letter %s discarded by %s (job %s, %s)", letter.pk, actor or "?", letter.job_id, letter.kind)
+    return Resolution(letter, changed=True)
+
+
+def dead_letters_redrive_many(*, letter_ids: list[int], actor: str = "") -> int:
+    """Redrive each letter in its own transaction; returns how many were redriven now."""
+    return sum(dead_letter_redrive(letter_id=i, actor=actor).changed for i in letter_ids)
+
+
+def dead_letters_discard_many(*, letter_ids: list[int], actor: str = "") -> int:
+    return sum(dead_letter_discard(letter_id=i, actor=actor).changed for i in letter_ids)
