@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from kombu import pools
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -34,10 +35,11 @@ def _reset_publisher(url: str) -> None:
 
     settings.REDIS_URL = url
     app.conf.broker_url = url
-    if app._pool is not None:  # drop connections to a previous Redis
-        app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
+    # Drop connections to a previous Redis. Celery's pool is an entry in kombu's global
+    # registry keyed by URL, so the registry is reset too, or a closed pool would come back.
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
     reconciler._redis_client = None
 
 

@@ -115,6 +115,8 @@ class JobAttempt(models.Model):
     error_type = models.CharField(max_length=200, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     traceback = models.TextField(blank=True, default="")
+    # When this attempt failed with a retry left: when the next attempt may start.
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "number"]

@@ -100,6 +100,7 @@ class AttemptOutput(serializers.ModelSerializer):
             "duration_ms",
             "error_type",
             "error_message",
+            "retry_at",
         ]
         read_only_fields = fields
 

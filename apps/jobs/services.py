@@ -45,6 +45,25 @@ def _kind_or_error(name: str) -> Kind:
         ) from None
 
 
+def _find_nul(value: Any, path: str = "(root)") -> str | None:
+    """The path of the first string (key or value) holding a NUL character, if any."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = key if where == "(root)" else f"{where}/{key}"
+                if "\x00" in key:
+                    return child_path
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}/{i}") for i, child in enumerate(item))
+    return None
+
+
 def job_validate(
     *, kind: str, payload: Any, priority: str | None = None, max_attempts: int | None = None
 ) -> tuple[Kind, str, int]:
@@ -55,6 +74,14 @@ def job_validate(
             "The payload must be a JSON object.",
             code="invalid_payload",
             details=[{"path": "(root)", "message": "must be an object"}],
+        )
+    nul_path = _find_nul(payload)
+    if nul_path is not None:
+        # PostgreSQL's jsonb cannot store U+0000; refuse it here rather than fail at INSERT.
+        raise InvalidInput(
+            f"The payload contains a NUL character at {nul_path}.",
+            code="invalid_payload",
+            details=[{"path": nul_path, "message": "must not contain NUL (\\u0000) characters"}],
         )
     errors = k.payload_errors(payload)
     if errors:
@@ -263,25 +290,28 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
     a duplicate or stale message, a cancelled job, or one that already finished."""
     now = timezone.now()
     token = uuid.uuid4()
-    claimed = (
-        Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
-        .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
-        .update(
-            status=JobStatus.RUNNING,
-            attempts=F("attempts") + 1,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-            started_at=now,
-            worker=worker[:255],
-            updated_at=now,
+    # The claim and its attempt row commit together: a worker dying in between must not
+    # leave a running job without the attempt that lease expiry marks as lost.
+    with transaction.atomic():
+        claimed = (
+            Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
+            .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
+            .update(
+                status=JobStatus.RUNNING,
+                attempts=F("attempts") + 1,
+                lease_token=token,
+                lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+                started_at=now,
+                worker=worker[:255],
+                updated_at=now,
+            )
         )
-    )
-    if claimed != 1:
-        return None
-    job = Job.objects.only("id", "kind", "payload", "attempts", "max_attempts", "request_id").get(id=job_id)
-    JobAttempt.objects.create(
-        job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now, outcome=JobAttempt.Outcome.RUNNING
-    )
+        if claimed != 1:
+            return None
+        job = Job.objects.only("id", "kind", "payload", "attempts", "max_attempts", "request_id").get(id=job_id)
+        JobAttempt.objects.create(
+            job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now, outcome=JobAttempt.Outcome.RUNNING
+        )
     return Claim(
         job_id=str(job.id),
         kind=job.kind,
@@ -317,6 +347,7 @@ def job_cancel_requested(*, claim: Claim) -> bool:
 def job_step_once(*, claim: Claim, name: str, effect: Callable[[], T]) -> T:
     """Run `effect` at most once per job: once it has succeeded, its JSON result is recorded
     and every later attempt gets that result back without running it again."""
+    name = name[:200]  # the column's width; lookup and insert must use the same name
     recorded = JobStep.objects.filter(job_id=claim.job_id, name=name).values_list("result").first()
     if recorded is not None:
         return recorded[0]  # type: ignore[no-any-return]
@@ -416,6 +447,7 @@ def _after_failed_attempt(job: Job, now: datetime, failure: AttemptFailure) -> s
         job.status = JobStatus.RETRYING
         job.run_at = now + timedelta(seconds=backoff_seconds(job.attempts, base=base, cap=cap))
         job.published_at = None
+        JobAttempt.objects.filter(job_id=job.id, number=job.attempts).update(retry_at=job.run_at)
     job.save(
         update_fields=[
             "status",

@@ -49,6 +49,11 @@ def thumbnail(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         raise PermanentError(f"image_base64 is not valid base64: {exc}") from None
     try:
         with Image.open(io.BytesIO(raw)) as source:
+            # Pillow itself only refuses past twice MAX_IMAGE_PIXELS; refuse at the limit.
+            if source.width * source.height > Image.MAX_IMAGE_PIXELS:
+                raise PermanentError(
+                    f"the image is {source.width}x{source.height} pixels; the limit is {Image.MAX_IMAGE_PIXELS} pixels"
+                )
             source.load()
             image = source.convert("RGBA") if source.mode not in ("RGB", "RGBA") else source.copy()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
