@@ -14,6 +14,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
+# bin/up keeps a generated key in this file, so manage.py in another shell finds it too.
+SECRET_KEY_FILE = Path(env_str("SECRET_KEY_FILE") or (BASE_DIR / "var" / "secret_key"))
+if not SECRET_KEY and SECRET_KEY_FILE.is_file():
+    SECRET_KEY = SECRET_KEY_FILE.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG and not env_bool("ALLOW_INSECURE_SECRET_KEY", False):
         raise ConfigurationError(
@@ -36,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here, not a CDN
     "apps.core",
     "apps.jobs",
     "apps.deadletters",
@@ -144,6 +149,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit jobs, poll their status, fetch their results.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
