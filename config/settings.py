@@ -142,6 +142,20 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.core.exception_handlers.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # One client cannot starve the rest: requests per client, counted in Redis so every web
+    # process shares the count.
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.ClientRateThrottle"],
+}
+# Requests per client ("N/s", "N/min", "N/hour"); empty turns the throttle off.
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "6000/min")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "KEY_PREFIX": "jobplatform",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
 }
 
 SPECTACULAR_SETTINGS = {
@@ -168,6 +182,18 @@ JOB_RETRY_MAX_SECONDS = env_float("JOB_RETRY_MAX_SECONDS", 300.0, minimum=0.0)
 RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 1.0, minimum=0.1)
 # How long a committed job may wait for its publish before the relay publishes it itself.
 OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
+# Admission control: jobs waiting per queue, and jobs in flight (queued, running, retrying)
+# per client, past which submissions answer 429 with a Retry-After from the drain rate.
+QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 10_000, minimum=1)
+CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 10_000, minimum=1)
+RETRY_AFTER_MAX_SECONDS = env_int("RETRY_AFTER_MAX_SECONDS", 60, minimum=1)
+# How long a job waits for its kind's concurrency slot or rate limit before another try.
+JOB_DEFER_MAX_SECONDS = env_float("JOB_DEFER_MAX_SECONDS", 5.0, minimum=0.1)
+# Retention: finished jobs (with attempts) and resolved dead letters are pruned after these.
+JOB_RETENTION_DAYS = env_float("JOB_RETENTION_DAYS", 30.0, minimum=0.0)
+DEAD_LETTER_RETENTION_DAYS = env_float("DEAD_LETTER_RETENTION_DAYS", 90.0, minimum=0.0)
+PRUNE_INTERVAL_SECONDS = env_float("PRUNE_INTERVAL_SECONDS", 300.0, minimum=1.0)
+PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 1000, minimum=1)
 DEAD_LETTER_CHECK_SECONDS = env_float("DEAD_LETTER_CHECK_SECONDS", 15.0, minimum=0.5)
 DEAD_LETTER_ALERT_DEPTH = env_int("DEAD_LETTER_ALERT_DEPTH", 100, minimum=0)
 ALERT_REPEAT_SECONDS = env_int("ALERT_REPEAT_SECONDS", 3600, minimum=1)
@@ -217,6 +243,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": RECONCILE_INTERVAL_SECONDS,
         # Runs inside the beat process itself (workers.beat.InlineScheduler): recovery must
         # not wait behind a backlog, nor stop when every worker is busy or dead.
+        "options": {"inline": True},
+    },
+    "prune": {
+        "task": "platform.prune",
+        "schedule": PRUNE_INTERVAL_SECONDS,
         "options": {"inline": True},
     },
     "dead-letter-monitor": {

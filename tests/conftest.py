@@ -28,19 +28,24 @@ def _broker(redis_server: RedisServer) -> None:
 
 
 def _reset_publisher(url: str) -> None:
+    from asgiref.local import Local
     from django.conf import settings
+    from django.core.cache import caches
 
-    from apps.jobs import reconciler
+    from apps.jobs import broker
     from config.celery import app
 
     settings.REDIS_URL = url
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": url}}
+    caches._settings = caches.settings = caches.configure_settings(None)
+    caches._connections = Local()
     app.conf.broker_url = url
     # Drop connections to a previous Redis. Celery's pool is an entry in kombu's global
     # registry keyed by URL, so the registry is reset too, or a closed pool would come back.
     pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
-    reconciler._redis_client = None
+    broker.reset_redis_client()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ apps.jobs.services.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -19,9 +20,10 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, connection
+from redis.exceptions import RedisError
 
-from apps.jobs import services
-from apps.jobs.registry import JobCancelled, PermanentError, registry
+from apps.jobs import flow, services
+from apps.jobs.registry import JobCancelled, Kind, PermanentError, registry
 
 logger = logging.getLogger("workers.runtime")
 
@@ -35,9 +37,11 @@ class LeaseKeeper(threading.Thread):
     (the reconciler gave the job to someone else) the fence in every write protects the
     newer attempt; `lost` lets the handler's context stop early."""
 
-    def __init__(self, claim: services.Claim) -> None:
+    def __init__(self, claim: services.Claim, *, kind: Kind, slot: str = "") -> None:
         super().__init__(name=f"lease-{claim.job_id}", daemon=True)
         self.claim = claim
+        self.kind = kind
+        self.slot = slot
         self.lost = False
         self._stop_event = threading.Event()
 
@@ -49,6 +53,8 @@ class LeaseKeeper(threading.Thread):
                     if not services.job_heartbeat(claim=self.claim):
                         self.lost = True
                         return
+                    if self.slot:
+                        flow.concurrency_renew(self.kind.name, self.slot, lease_seconds=settings.JOB_LEASE_SECONDS)
                 except Exception:
                     logger.exception("job %s: could not renew its lease", self.claim.job_id)
         finally:
@@ -105,12 +111,20 @@ def run_job(task: Task, job_id: str) -> str:
     """The body of every kind's task."""
     close_old_connections()
     worker = task.request.hostname or "worker"
+    kind = registry.get(task.name)
+    slot = _pass_gates(kind, job_id)
+    if slot is None:
+        return "deferred"
     claim = services.job_claim(job_id=job_id, worker=worker)
     if claim is None:
+        _release(kind, slot)
         logger.info("job %s: nothing to claim (duplicate, stale, cancelled or finished); dropped", job_id)
         return "dropped"
-    kind = registry.get(claim.kind)
-    keeper = LeaseKeeper(claim)
+    try:
+        flow.record_drain(claim.queue)
+    except RedisError:
+        logger.warning("could not record the drain of queue %s", claim.queue)
+    keeper = LeaseKeeper(claim, kind=kind, slot=slot)
     keeper.start()
     ctx = Context(claim, keeper)
     logger.info("job %s (%s): attempt %s of %s started", job_id, claim.kind, claim.attempt, claim.max_attempts)
@@ -149,3 +163,38 @@ def run_job(task: Task, job_id: str) -> str:
         return status
     finally:
         keeper.stop()
+        _release(kind, slot)
+
+
+def _pass_gates(kind: Kind, job_id: str) -> str | None:
+    """Check the kind's rate limit and take a concurrency slot. Returns the slot token ("" for
+    a kind without a concurrency limit), or None when the job was deferred: it then waits in
+    PostgreSQL, and this worker goes on with its next message instead of holding this one."""
+    try:
+        if kind.rate_limit:
+            gate = flow.rate_acquire(kind.name, kind.rate_limit)
+            if not gate.allowed:
+                _defer(job_id, kind, gate.retry_in, "rate limit")
+                return None
+        if kind.concurrency:
+            gate = flow.concurrency_acquire(kind.name, kind.concurrency, lease_seconds=settings.JOB_LEASE_SECONDS)
+            if not gate.allowed:
+                _defer(job_id, kind, gate.retry_in, "concurrency limit")
+                return None
+            return gate.token
+    except RedisError:
+        # Without Redis the limits cannot be counted: run rather than stall, and say so.
+        logger.warning("job %s (%s): limits unavailable (Redis unreachable); running anyway", job_id, kind.name)
+    return ""
+
+
+def _defer(job_id: str, kind: Kind, seconds: float, why: str) -> None:
+    seconds = min(max(seconds, 0.05), settings.JOB_DEFER_MAX_SECONDS)
+    if services.job_defer(job_id=job_id, seconds=seconds):
+        logger.info("job %s (%s): at its %s; deferred %.2f s", job_id, kind.name, why, seconds)
+
+
+def _release(kind: Kind, slot: str) -> None:
+    if slot:
+        with contextlib.suppress(RedisError):  # else the slot expires with its lease
+            flow.concurrency_release(kind.name, slot)

@@ -10,19 +10,43 @@ import django
 
 django.setup()  # beat imports this before Django's fixup has set up the apps
 
+import logging  # noqa: E402
+
 from celery import Task  # noqa: E402
+from celery.worker.request import Request  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
 
 from apps.deadletters.monitor import dead_letters_monitor  # noqa: E402
+from apps.jobs import services  # noqa: E402
 from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
 from apps.jobs.registry import registry  # noqa: E402
+from apps.jobs.retention import prune as prune_old  # noqa: E402
 from config.celery import app  # noqa: E402
 from workers.runtime import run_job  # noqa: E402
+
+logger = logging.getLogger("workers.tasks")
+
+
+class JobRequest(Request):
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        """Runs in the worker's main process. At the hard limit the child that ran the job
+        is killed; record that attempt's end now rather than when its lease expires."""
+        super().on_timeout(soft, timeout)
+        if soft or not self.args:
+            return
+        try:
+            close_old_connections()
+            status = services.job_attempt_timed_out(job_id=str(self.args[0]), worker=self.hostname or "", limit=timeout)
+            logger.warning("job %s (%s): killed at its hard time limit; job is now %s", self.args[0], self.name, status)
+        except Exception:
+            logger.exception("job %s: could not record its hard time limit; its lease will expire", self.args[0])
 
 
 class JobTask(Task):
     # Late acks + reject on worker loss: a message is acknowledged only after the job's
     # outcome is in PostgreSQL, and a killed child puts it back on the queue.
     # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
+    Request = JobRequest
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
@@ -38,7 +62,6 @@ def _register_kinds() -> None:
             queue=k.queue_for(k.priority),
             soft_time_limit=k.soft_time_limit,
             time_limit=k.time_limit,
-            rate_limit=k.rate_limit,
         )(run_job)
 
 
@@ -53,3 +76,8 @@ def reconcile() -> dict[str, int]:
 @app.task(name="platform.dead_letter_monitor", ignore_result=True)
 def dead_letter_monitor() -> dict[str, int]:
     return dead_letters_monitor()
+
+
+@app.task(name="platform.prune", ignore_result=True)
+def prune() -> dict[str, int]:
+    return prune_old()

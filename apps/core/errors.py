@@ -41,6 +41,11 @@ class Unprocessable(ApplicationError):
     code = "unprocessable"
 
 
+class TooManyRequests(ApplicationError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class Unavailable(ApplicationError):
     status_code = 503
     code = "unavailable"

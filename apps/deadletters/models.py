@@ -41,7 +41,7 @@ class DeadLetter(models.Model):
             models.Index(fields=["created_at"], name="dl_unalerted", condition=Q(alerted_at__isnull=True)),
         ]
         constraints = [
-            # One open letter per job: parking the same job twice is a no-op, not a duplicate.
+            # At most one open letter per job: a second park of the same job is refused by the database.
             models.UniqueConstraint(fields=["job"], condition=Q(state="open"), name="dl_one_open_per_job"),
         ]
 

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from apps.deadletters.models import DeadLetter
 from apps.deadletters.selectors import dead_letter_stats
+from apps.jobs.broker import redis_client
 from apps.jobs.publish import DEAD_LETTER_QUEUE, dead_letter_publish_rollback_unsafe
-from apps.jobs.reconciler import redis_client
 
 logger = logging.getLogger("apps.deadletters.monitor")
 
@@ -49,7 +49,11 @@ def notify(subject: str, body: dict[str, Any]) -> None:
 
 def dead_letters_monitor(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
-    fresh = list(DeadLetter.objects.filter(alerted_at__isnull=True).order_by("created_at")[:1000])
+    # Letters already redriven or discarded before this sweep are marked without an alert.
+    DeadLetter.objects.filter(alerted_at__isnull=True).exclude(state=DeadLetter.State.OPEN).update(alerted_at=now)
+    fresh = list(
+        DeadLetter.objects.filter(alerted_at__isnull=True, state=DeadLetter.State.OPEN).order_by("created_at")[:1000]
+    )
     stats = dead_letter_stats()
     if fresh:
         kinds = Counter(letter.kind for letter in fresh)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.errors import Conflict
 from apps.deadletters.models import DeadLetter
 from apps.jobs.models import Job, JobStatus
 from apps.jobs.publish import job_publish_on_commit
@@ -31,16 +32,17 @@ def dead_letter_redrive(*, letter_id: int, actor: str = "") -> Resolution:
         if letter.state != DeadLetter.State.OPEN:
             return Resolution(letter, changed=False)
         job = Job.objects.select_for_update().get(pk=letter.job_id)
-        if job.status == JobStatus.FAILED:
-            job.status = JobStatus.QUEUED
-            job.max_attempts = job.attempts + job.attempt_allowance
-            job.error_type = job.error_message = job.error_traceback = ""
-            job.result = None
-            job.finished_at = job.run_at = job.published_at = job.cancel_requested_at = None
-            job.progress_percent = None
-            job.progress_message = ""
-            job.save()
-            job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+        if job.status != JobStatus.FAILED:
+            raise Conflict(f"The letter's job is {job.status}, not failed; nothing to redrive.", code="job_not_failed")
+        job.status = JobStatus.QUEUED
+        job.max_attempts = job.attempts + job.attempt_allowance
+        job.error_type = job.error_message = job.error_traceback = ""
+        job.result = None
+        job.finished_at = job.run_at = job.published_at = job.cancel_requested_at = None
+        job.progress_percent = None
+        job.progress_message = ""
+        job.save()
+        job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
         letter.state = DeadLetter.State.REDRIVEN
         letter.resolved_at = now
         letter.resolved_by = actor[:150]
@@ -65,7 +67,13 @@ def dead_letter_discard(*, letter_id: int, actor: str = "") -> Resolution:
 
 def dead_letters_redrive_many(*, letter_ids: list[int], actor: str = "") -> int:
     """Redrive each letter in its own transaction; returns how many were redriven now."""
-    return sum(dead_letter_redrive(letter_id=i, actor=actor).changed for i in letter_ids)
+    redriven = 0
+    for letter_id in letter_ids:
+        try:
+            redriven += dead_letter_redrive(letter_id=letter_id, actor=actor).changed
+        except Conflict as exc:
+            logger.warning("dead letter %s not redriven: %s", letter_id, exc.message)
+    return redriven
 
 
 def dead_letters_discard_many(*, letter_ids: list[int], actor: str = "") -> int:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.jobs.broker import redis_client
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.publish import publish_jobs_rollback_unsafe
 from apps.jobs.services import AttemptFailure, _after_failed_attempt
@@ -24,16 +24,6 @@ BATCH = 1000
 # A key the reconciler keeps in Redis. When it is gone, Redis lost its data (a restart
 # without persistence, a flush, a failover to an empty replica) and took our messages along.
 BROKER_SENTINEL_KEY = "jobplatform:broker-sentinel"
-
-_redis_client: redis.Redis | None = None
-
-
-def redis_client() -> redis.Redis:
-    """A plain Redis client on the broker's server, for the platform's own keys."""
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return _redis_client
 
 
 def jobs_promote_due(*, now: datetime) -> int:

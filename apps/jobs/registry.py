@@ -22,6 +22,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from jsonschema import Draft202012Validator
 
+from apps.jobs.flow import parse_rate
+
 PRIORITIES = ("high", "default", "low")
 
 
@@ -68,7 +70,11 @@ class Kind:
     retry_max_seconds: float | None = None
     soft_time_limit: float = 300.0
     time_limit: float = 330.0
+    # Protect what a handler calls: at most `concurrency` running at once across all workers,
+    # and at most `rate_limit` starts ("10/s", "300/m", "1000/h"). A job over either waits in
+    # PostgreSQL, not in a worker's memory.
     rate_limit: str | None = None
+    concurrency: int | None = None
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +84,10 @@ class Kind:
             raise ValueError(f"kind {self.name}: max_attempts must be at least 1")
         if self.time_limit <= self.soft_time_limit:
             raise ValueError(f"kind {self.name}: time_limit must exceed soft_time_limit")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"kind {self.name}: concurrency must be at least 1")
+        if self.rate_limit is not None:
+            parse_rate(self.rate_limit)
         Draft202012Validator.check_schema(self.schema)
         object.__setattr__(self, "validator", Draft202012Validator(self.schema))
 
@@ -100,6 +110,16 @@ class Kind:
             "soft_time_limit": self.soft_time_limit,
             "time_limit": self.time_limit,
             "rate_limit": self.rate_limit,
+            "concurrency": self.concurrency,
+            "retry": {
+                "base_seconds": (
+                    self.retry_base_seconds if self.retry_base_seconds is not None else settings.JOB_RETRY_BASE_SECONDS
+                ),
+                "max_seconds": (
+                    self.retry_max_seconds if self.retry_max_seconds is not None else settings.JOB_RETRY_MAX_SECONDS
+                ),
+                "backoff": "exponential with jitter",
+            },
         }
 
 

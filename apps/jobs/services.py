@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.errors import Conflict, InvalidInput, Unprocessable
+from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unprocessable
 from apps.deadletters.models import DeadLetter
-from apps.jobs.models import TERMINAL_STATUSES, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
+from apps.jobs import flow
+from apps.jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
 from apps.jobs.publish import dead_letter_publish_on_commit, job_publish_on_commit
 from apps.jobs.registry import PRIORITIES, Kind, UnknownKind, registry
 
@@ -103,6 +105,40 @@ def job_validate(
     return k, priority, max_attempts
 
 
+def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) -> None:
+    """Refuse work the platform cannot absorb, with 429 and a Retry-After computed from the
+    queue's measured drain rate: past QUEUE_MAX_DEPTH waiting on the queue, or past the
+    client's CLIENT_MAX_IN_FLIGHT. With Redis unreachable the depth is read from PostgreSQL
+    instead, and an accepted job waits there for the relay."""
+    limit = settings.QUEUE_MAX_DEPTH
+    try:
+        depth = flow.queue_depth(queue)
+        rate = flow.drain_rate(queue)
+    except redis.RedisError:
+        depth = Job.objects.filter(queue=queue, status=JobStatus.QUEUED)[: limit + count].count()
+        rate = 0.0
+    if depth + count > limit:
+        wait = flow.retry_after_seconds(excess=depth + count - limit, rate=rate)
+        raise TooManyRequests(
+            f"The {queue} queue is full ({depth} waiting, limit {limit}); retry in {wait} s.",
+            code="queue_full",
+            headers={"Retry-After": str(wait)},
+            details={"queue": queue, "depth": depth, "limit": limit, "drain_per_second": round(rate, 2)},
+        )
+    in_flight_limit = settings.CLIENT_MAX_IN_FLIGHT
+    in_flight = (
+        Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).values("id")[: in_flight_limit + count].count()
+    )
+    if in_flight + count > in_flight_limit:
+        wait = flow.retry_after_seconds(excess=in_flight + count - in_flight_limit, rate=rate)
+        raise TooManyRequests(
+            f"You have {in_flight} jobs in flight (limit {in_flight_limit}); retry in {wait} s.",
+            code="too_many_in_flight",
+            headers={"Retry-After": str(wait)},
+            details={"in_flight": in_flight, "limit": in_flight_limit},
+        )
+
+
 def job_submit(
     *,
     owner: AbstractBaseUser,
@@ -116,6 +152,7 @@ def job_submit(
     """Commit a job and publish it after the commit. A `run_at` in the future holds it in the
     database until the reconciler publishes it when due."""
     k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
+    job_admission_check(owner=owner, queue=k.queue_for(priority))
     with transaction.atomic():
         return _job_create(
             owner=owner,
@@ -201,6 +238,7 @@ def job_submit_idempotent(
         if existing is not None:
             return existing
         k, prio, attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
+        job_admission_check(owner=owner, queue=k.queue_for(prio))
         try:
             with transaction.atomic():
                 job = _job_create(
@@ -221,13 +259,32 @@ def job_submit_idempotent(
                     created_at=job.created_at,
                 )
             return Submission(job=job, status_code=202, replayed=False)
-        except IntegrityError:
+        except IntegrityError as exc:
+            if not _violates(exc, "idempotency_owner_key"):
+                raise
             continue  # another request won the race; read its job on the next turn
     raise Conflict(
         "The Idempotency-Key is being used by a concurrent request; retry shortly.",
         code="idempotency_key_busy",
         headers={"Retry-After": "1"},
     )
+
+
+def _violates(exc: IntegrityError, constraint: str) -> bool:
+    """Whether an IntegrityError comes from the named constraint (PostgreSQL says which;
+    other databases are given the benefit of the doubt)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return name is None or name == constraint
+
+
+def idempotency_keys_prune(*, now: datetime | None = None, batch: int = 5000) -> int:
+    """Delete keys past their 24 hours, a batch at a time (index idempotency_created)."""
+    cutoff = (now or timezone.now()) - IDEMPOTENCY_TTL
+    ids = list(IdempotencyKey.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+    if not ids:
+        return 0
+    return IdempotencyKey.objects.filter(pk__in=ids).delete()[0]
 
 
 def _idempotent_replay(*, owner: AbstractBaseUser, key: str, fingerprint: str) -> Submission | None:
@@ -280,6 +337,7 @@ class Claim:
     payload: dict[str, Any]
     attempt: int
     max_attempts: int
+    queue: str
     lease_token: str
     started_at: datetime
     request_id: str
@@ -308,7 +366,9 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         )
         if claimed != 1:
             return None
-        job = Job.objects.only("id", "kind", "payload", "attempts", "max_attempts", "request_id").get(id=job_id)
+        job = Job.objects.only("id", "kind", "payload", "attempts", "max_attempts", "queue", "request_id").get(
+            id=job_id
+        )
         JobAttempt.objects.create(
             job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now, outcome=JobAttempt.Outcome.RUNNING
         )
@@ -318,10 +378,39 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         payload=job.payload,
         attempt=job.attempts,
         max_attempts=job.max_attempts,
+        queue=job.queue,
         lease_token=str(token),
         started_at=now,
         request_id=job.request_id,
     )
+
+
+def job_defer(*, job_id: str, seconds: float) -> bool:
+    """Put a queued job back to wait in PostgreSQL (its kind is at its concurrency or rate
+    limit) without spending an attempt; the relay publishes it again when due."""
+    now = timezone.now()
+    return (
+        Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+            run_at=now + timedelta(seconds=seconds), published_at=None, updated_at=now
+        )
+        == 1
+    )
+
+
+def job_attempt_timed_out(*, job_id: str, worker: str, limit: float) -> str:
+    """The worker killed a handler at its hard time limit: end that attempt as a failure
+    now, instead of waiting for its lease to expire. Fenced by the worker's name, since the
+    killed process took the lease token with it."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(id=job_id, status=JobStatus.RUNNING, worker=worker[:255]).first()
+        if job is None:
+            return "stale"
+        message = f"the handler ran past its hard time limit of {limit:g} s and was killed"
+        JobAttempt.objects.filter(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.RUNNING).update(
+            outcome=JobAttempt.Outcome.FAILED, finished_at=now, error_type="TimeLimitExceeded", error_message=message
+        )
+        return _after_failed_attempt(job, now, AttemptFailure("TimeLimitExceeded", message))
 
 
 def _held(claim: Claim):

@@ -147,8 +147,9 @@ def test_a_job_with_run_at_in_the_past_runs_at_once(api, django_capture_on_commi
 def test_submitting_costs_a_fixed_number_of_queries_publish_included(
     api, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
-    # The hot path: token lookup, savepoint, insert, release, outbox mark after the publish.
-    with django_assert_num_queries(5), django_capture_on_commit_callbacks(execute=True):
+    # The hot path: token lookup, the client's in-flight count (admission control), savepoint,
+    # insert, release, outbox mark after the publish. Queue depth comes from Redis, not SQL.
+    with django_assert_num_queries(6), django_capture_on_commit_callbacks(execute=True):
         response = api.post(JOBS, {"kind": "diagnostics.noop", "payload": {}}, format="json")
 
     assert response.status_code == 202

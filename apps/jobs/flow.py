@@ -1,0 +1,125 @@
+"""Flow control shared by the API and the workers, kept in Redis so every web and worker
+process sees the same figures: queue depth, drain rate, per-kind concurrency slots and
+rate-limit buckets."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from apps.jobs.broker import redis_client
+
+DRAIN_WINDOW_SECONDS = 60
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def parse_rate(rate: str) -> tuple[float, float]:
+    """'10/s', '300/m', '1000/h' -> (count, period in seconds)."""
+    match = _RATE.match(rate)
+    if not match:
+        raise ValueError(f"rate {rate!r} is not of the form N/s, N/m or N/h")
+    return float(match.group(1)), float(_PERIODS[match.group(2)])
+
+
+# --- depth and drain ---------------------------------------------------------------------
+
+
+def queue_depth(queue: str) -> int:
+    """Messages waiting on a queue (kombu keeps a Redis list per queue, named after it)."""
+    return int(redis_client().llen(queue))
+
+
+def record_drain(queue: str, now: float | None = None) -> None:
+    """Count one job taken from `queue` in this second's bucket (workers call it on claim)."""
+    second = int(now if now is not None else time.time())
+    key = f"jobplatform:drain:{queue}:{second}"
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, DRAIN_WINDOW_SECONDS * 2)
+    pipe.execute()
+
+
+def drain_rate(queue: str, now: float | None = None) -> float:
+    """Jobs per second taken from `queue` over the last minute."""
+    second = int(now if now is not None else time.time())
+    keys = [f"jobplatform:drain:{queue}:{s}" for s in range(second - DRAIN_WINDOW_SECONDS, second)]
+    counts = redis_client().mget(keys)
+    return sum(int(c) for c in counts if c) / DRAIN_WINDOW_SECONDS
+
+
+def retry_after_seconds(*, excess: int, rate: float) -> int:
+    """How long until `excess` jobs have drained at `rate` per second, within [1, MAX]."""
+    ceiling = settings.RETRY_AFTER_MAX_SECONDS
+    if rate <= 0:
+        return ceiling  # nothing drains right now (workers down or stuck): come back late
+    return max(1, min(ceiling, math.ceil(excess / rate)))
+
+
+# --- per-kind concurrency and rate limits (checked by the worker before it claims) --------
+
+
+@dataclass(frozen=True)
+class Gate:
+    allowed: bool
+    token: str = ""
+    retry_in: float = 0.0
+
+
+def concurrency_acquire(kind: str, limit: int, *, lease_seconds: float) -> Gate:
+    """Take one of `limit` slots for a kind, held in a sorted set scored by expiry, so a slot
+    whose worker died frees itself when its lease would have expired."""
+    key = f"jobplatform:concurrency:{kind}"
+    token = uuid.uuid4().hex
+    now = time.time()
+    script = redis_client().register_script(_ACQUIRE)
+    if script(keys=[key], args=[now, now + lease_seconds, limit, token]):
+        return Gate(True, token)
+    return Gate(False, retry_in=min(5.0, lease_seconds / 3))
+
+
+def concurrency_renew(kind: str, token: str, *, lease_seconds: float) -> None:
+    redis_client().zadd(f"jobplatform:concurrency:{kind}", {token: time.time() + lease_seconds}, xx=True)
+
+
+def concurrency_release(kind: str, token: str) -> None:
+    redis_client().zrem(f"jobplatform:concurrency:{kind}", token)
+
+
+def rate_acquire(kind: str, rate: str) -> Gate:
+    """A token bucket per kind: `rate` starts per period, in bursts of at most one period's."""
+    count, period = parse_rate(rate)
+    script = redis_client().register_script(_BUCKET)
+    wait = float(script(keys=[f"jobplatform:rate:{kind}"], args=[time.time(), count, period]))
+    return Gate(True) if wait <= 0 else Gate(False, retry_in=wait)
+
+
+# Expire dead slots, then take one if fewer than the limit are held.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], 3600)
+  return 1
+end
+return 0
+"""
+
+# Refill tokens for the time passed, take one if there is one; else say how long to wait.
+_BUCKET = """
+local now, capacity, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + (now - at) * capacity / period)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) * period / capacity end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(period) * 2 + 60)
+return tostring(wait)
+"""
