@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unprocessable
+from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unavailable, Unprocessable
 from apps.deadletters.models import DeadLetter
 from apps.jobs import flow
 from apps.jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
@@ -114,8 +114,18 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
     try:
         depth = flow.queue_depth(queue)
         rate = flow.drain_rate(queue)
-    except redis.RedisError:
+    except redis.RedisError as broker_error:
+        # The broker is away: count the backlog in PostgreSQL. Under the limit the job is
+        # accepted and waits for the relay; over it, say the service is unavailable.
         depth = Job.objects.filter(queue=queue, status=JobStatus.QUEUED)[: limit + count].count()
+        if depth + count > limit:
+            wait = settings.RETRY_AFTER_MAX_SECONDS
+            raise Unavailable(
+                f"The broker is unreachable and the {queue} queue's backlog is at its limit; retry in {wait} s.",
+                code="broker_unavailable",
+                headers={"Retry-After": str(wait)},
+                details={"queue": queue, "depth": depth, "limit": limit},
+            ) from broker_error
         rate = 0.0
     if depth + count > limit:
         wait = flow.retry_after_seconds(excess=depth + count - limit, rate=rate)

@@ -142,3 +142,29 @@ def own_redis_command(server: RedisServer, *args: str) -> object:
 
 def own_redis_llen(server: RedisServer, key: str) -> int:
     return int(own_redis_command(server, "LLEN", key))
+
+
+def test_the_api_accepts_durably_while_redis_is_down_and_never_answers_5xx(platform, owner, own_redis, settings):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    settings.QUEUE_MAX_DEPTH = 3  # measured from PostgreSQL while Redis is away
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
+    platform.beat()
+    own_redis.stop()
+
+    answers = [
+        client.post("/api/v1/jobs", {"kind": "diagnostics.noop", "payload": {}}, format="json") for _ in range(5)
+    ]
+
+    assert [a.status_code for a in answers] == [202, 202, 202, 503, 503]
+    assert answers[3].json()["error"]["code"] == "broker_unavailable"
+    assert all(int(a["Retry-After"]) >= 1 for a in answers[3:])
+    accepted = [a.json()["id"] for a in answers[:3]]
+    assert Job.objects.filter(id__in=accepted, published_at__isnull=True).count() == 3
+
+    own_redis.start()
+    platform.worker()
+    jobs = wait_terminal(accepted, timeout=60)
+    assert {j.status for j in jobs.values()} == {"succeeded"}
