@@ -189,6 +189,8 @@ CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 10_000, minimum=1)
 RETRY_AFTER_MAX_SECONDS = env_int("RETRY_AFTER_MAX_SECONDS", 60, minimum=1)
 # How long a job waits for its kind's concurrency slot or rate limit before another try.
 JOB_DEFER_MAX_SECONDS = env_float("JOB_DEFER_MAX_SECONDS", 5.0, minimum=0.1)
+# Webhooks: allow callback URLs on private and loopback addresses (local use only).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 # Retention: finished jobs (with attempts) and resolved dead letters are pruned after these.
 JOB_RETENTION_DAYS = env_float("JOB_RETENTION_DAYS", 30.0, minimum=0.0)
 DEAD_LETTER_RETENTION_DAYS = env_float("DEAD_LETTER_RETENTION_DAYS", 90.0, minimum=0.0)

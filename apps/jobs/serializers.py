@@ -19,6 +19,7 @@ class JobSubmitInput(serializers.Serializer):
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
     run_at = serializers.DateTimeField(required=False, allow_null=True)
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    callback_url = serializers.URLField(required=False, allow_blank=True, max_length=2000)
 
 
 class JobListFilters(serializers.Serializer):

@@ -21,8 +21,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unavailable, Unprocessable
+from apps.core.urlsafety import UnsafeURL, check_outbound_url
 from apps.deadletters.models import DeadLetter
-from apps.jobs import flow
+from apps.jobs import flow, signals
 from apps.jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
 from apps.jobs.publish import dead_letter_publish_on_commit, job_publish_on_commit
 from apps.jobs.registry import PRIORITIES, Kind, UnknownKind, registry
@@ -105,6 +106,17 @@ def job_validate(
     return k, priority, max_attempts
 
 
+def job_validate_callback_url(url: str | None) -> str:
+    """A callback URL must be one the platform may call (http(s), not an internal address)."""
+    if not url:
+        return ""
+    try:
+        check_outbound_url(url)
+    except UnsafeURL as exc:
+        raise InvalidInput(f"callback_url is refused: {exc}.", code="unsafe_callback_url") from None
+    return url
+
+
 def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) -> None:
     """Refuse work the platform cannot absorb, with 429 and a Retry-After computed from the
     queue's measured drain rate: past QUEUE_MAX_DEPTH waiting on the queue, or past the
@@ -158,13 +170,16 @@ def job_submit(
     run_at: datetime | None = None,
     max_attempts: int | None = None,
     request_id: str = "",
+    callback_url: str = "",
 ) -> Job:
     """Commit a job and publish it after the commit. A `run_at` in the future holds it in the
     database until the reconciler publishes it when due."""
     k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
+    callback_url = job_validate_callback_url(callback_url)
     job_admission_check(owner=owner, queue=k.queue_for(priority))
     with transaction.atomic():
         return _job_create(
+            callback_url=callback_url,
             owner=owner,
             k=k,
             payload=payload,
@@ -184,6 +199,7 @@ def _job_create(
     run_at: datetime | None,
     max_attempts: int,
     request_id: str,
+    callback_url: str = "",
 ) -> Job:
     now = timezone.now()
     scheduled = run_at is not None and run_at > now
@@ -198,9 +214,11 @@ def _job_create(
         created_at=now,
         run_at=run_at if scheduled else None,
         request_id=request_id[:64],
+        callback_url=callback_url,
     )
     if not scheduled:
         job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+    transaction.on_commit(lambda: signals.jobs_submitted.send(sender=Job, jobs=[job]))
     return job
 
 
@@ -231,6 +249,7 @@ def job_submit_idempotent(
     run_at: datetime | None = None,
     max_attempts: int | None = None,
     request_id: str = "",
+    callback_url: str = "",
 ) -> Submission:
     """Submit once per (client, Idempotency-Key) for 24 hours. The same key and request
     returns the original job; the same key with a different request is refused with 422.
@@ -241,13 +260,19 @@ def job_submit_idempotent(
             f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters.", code="invalid_idempotency_key"
         )
     fingerprint = request_fingerprint(
-        kind=kind, payload=payload, priority=priority, run_at=run_at, max_attempts=max_attempts
+        kind=kind,
+        payload=payload,
+        priority=priority,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        callback_url=callback_url,
     )
     for _ in range(3):
         existing = _idempotent_replay(owner=owner, key=idempotency_key, fingerprint=fingerprint)
         if existing is not None:
             return existing
         k, prio, attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
+        safe_callback = job_validate_callback_url(callback_url)
         job_admission_check(owner=owner, queue=k.queue_for(prio))
         try:
             with transaction.atomic():
@@ -259,6 +284,7 @@ def job_submit_idempotent(
                     run_at=run_at,
                     max_attempts=attempts,
                     request_id=request_id,
+                    callback_url=safe_callback,
                 )
                 IdempotencyKey.objects.create(
                     owner=owner,
@@ -332,7 +358,19 @@ def job_cancel(*, job: Job) -> Job:
             job.cancel_requested_at = now
             job.finished_at = now
             job.save(update_fields=["status", "cancel_requested_at", "finished_at", "updated_at"])
+            _announce_finished(job_id=str(job.id), kind=job.kind, status=job.status, callback_url=job.callback_url)
     return job
+
+
+def _announce_finished(
+    *, job_id: str, kind: str, status: str, callback_url: str = "", duration_ms: int | None = None
+) -> None:
+    """Tell followers (metrics, webhooks) once the surrounding transaction commits."""
+    transaction.on_commit(
+        lambda: signals.job_finished.send(
+            sender=Job, job_id=job_id, kind=kind, status=status, callback_url=callback_url, duration_ms=duration_ms
+        )
+    )
 
 
 # --- the worker's side: claim, heartbeat, progress, finish -------------------------------
@@ -349,6 +387,8 @@ class Claim:
     max_attempts: int
     queue: str
     lease_token: str
+    callback_url: str
+    created_at: datetime
     started_at: datetime
     request_id: str
 
@@ -376,9 +416,9 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         )
         if claimed != 1:
             return None
-        job = Job.objects.only("id", "kind", "payload", "attempts", "max_attempts", "queue", "request_id").get(
-            id=job_id
-        )
+        job = Job.objects.only(
+            "id", "kind", "payload", "attempts", "max_attempts", "queue", "request_id", "callback_url", "created_at"
+        ).get(id=job_id)
         JobAttempt.objects.create(
             job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now, outcome=JobAttempt.Outcome.RUNNING
         )
@@ -390,6 +430,8 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         max_attempts=job.max_attempts,
         queue=job.queue,
         lease_token=str(token),
+        callback_url=job.callback_url,
+        created_at=job.created_at,
         started_at=now,
         request_id=job.request_id,
     )
@@ -489,6 +531,13 @@ def job_succeed(*, claim: Claim, result: Any) -> bool:
         )
         if done:
             _close_attempt(claim, now, JobAttempt.Outcome.SUCCEEDED)
+            _announce_finished(
+                job_id=claim.job_id,
+                kind=claim.kind,
+                status=JobStatus.SUCCEEDED,
+                callback_url=claim.callback_url,
+                duration_ms=int((now - claim.started_at).total_seconds() * 1000),
+            )
     return bool(done)
 
 
@@ -563,6 +612,13 @@ def _after_failed_attempt(job: Job, now: datetime, failure: AttemptFailure) -> s
     )
     if job.status == JobStatus.FAILED:
         _park(job, now)
+    if job.status == JobStatus.RETRYING:
+        transaction.on_commit(lambda: signals.job_retried.send(sender=Job, job_id=str(job.id), kind=job.kind))
+    else:
+        duration = int((now - job.started_at).total_seconds() * 1000) if job.started_at else None
+        _announce_finished(
+            job_id=str(job.id), kind=job.kind, status=job.status, callback_url=job.callback_url, duration_ms=duration
+        )
     return job.status
 
 
@@ -600,4 +656,5 @@ def _park(job: Job, now: datetime) -> DeadLetter:
         job.error_message[:200],
     )
     dead_letter_publish_on_commit(dead_letter_id=letter.pk, job_id=str(job.id), kind=job.kind)
+    transaction.on_commit(lambda: signals.job_dead_lettered.send(sender=Job, job_id=str(job.id), kind=job.kind))
     return letter
