@@ -44,6 +44,9 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.jobs",
     "apps.deadletters",
+    "apps.webhooks",
+    "apps.files",
+    "apps.web",
     "apps.ops",
 ]
 
@@ -173,7 +176,7 @@ SPECTACULAR_SETTINGS = {
 # and the worker alike, so the web process can validate every kind without the worker runtime.
 JOB_KIND_MODULES = env_list(
     "JOB_KIND_MODULES",
-    ["workers.kinds.diagnostics", "workers.kinds.images"],
+    ["workers.kinds.diagnostics", "workers.kinds.images", "workers.kinds.webhooks"],
 )
 DIAGNOSTICS_UNSAFE = env_bool("DIAGNOSTICS_UNSAFE", False)
 JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 15.0, minimum=1.0)

@@ -8,9 +8,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.jobs.urls")),
     path("api/v1/", include("apps.deadletters.urls")),
+    path("api/v1/", include("apps.webhooks.urls")),
+    path("api/v1/", include("apps.files.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("apps.ops.urls")),
+    path("", include("apps.web.urls")),
 ]
 
 handler400 = core_views.bad_request
