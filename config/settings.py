@@ -51,6 +51,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.request_id.RequestIdMiddleware",
+    "apps.ops.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # WhiteNoise serves the admin's static files from the app itself, so the admin has its
     # styles with DEBUG off and no separate web server in front.
@@ -194,6 +196,10 @@ RETRY_AFTER_MAX_SECONDS = env_int("RETRY_AFTER_MAX_SECONDS", 60, minimum=1)
 JOB_DEFER_MAX_SECONDS = env_float("JOB_DEFER_MAX_SECONDS", 5.0, minimum=0.1)
 # Webhooks: allow callback URLs on private and loopback addresses (local use only).
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+# /metrics answers only with this bearer token when set (Prometheus: authorization.credentials).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Alert when the oldest job waiting on a queue is older than this (0 turns it off).
+QUEUE_AGE_ALERT_SECONDS = env_float("QUEUE_AGE_ALERT_SECONDS", 300.0, minimum=0.0)
 # Retention: finished jobs (with attempts) and resolved dead letters are pruned after these.
 JOB_RETENTION_DAYS = env_float("JOB_RETENTION_DAYS", 30.0, minimum=0.0)
 DEAD_LETTER_RETENTION_DAYS = env_float("DEAD_LETTER_RETENTION_DAYS", 90.0, minimum=0.0)
@@ -255,6 +261,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PRUNE_INTERVAL_SECONDS,
         "options": {"inline": True},
     },
+    "queue-monitor": {
+        "task": "platform.queue_monitor",
+        "schedule": DEAD_LETTER_CHECK_SECONDS,
+        "options": {"inline": True},
+    },
     "dead-letter-monitor": {
         "task": "platform.dead_letter_monitor",
         "schedule": DEAD_LETTER_CHECK_SECONDS,
@@ -265,10 +276,19 @@ CELERY_BEAT_SCHEDULE = {
 # --- Flower ------------------------------------------------------------------------------
 # Flower reads FLOWER_BASIC_AUTH, FLOWER_PORT, FLOWER_ADDRESS and FLOWER_URL_PREFIX itself.
 
+# One JSON object per line (LOG_FORMAT=plain for people reading a terminal).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "apps.core.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # gunicorn's access log is its own; Django's request log would repeat every 4xx.
+        "django.request": {"level": "ERROR"},
+    },
 }

@@ -106,3 +106,16 @@ def platform(transactional_db: Any, redis_server: RedisServer) -> Iterator[Platf
 def json_roundtrip(value: Any) -> Any:
     """What crosses the broker: task arguments must survive JSON."""
     return json.loads(json.dumps(value))
+
+
+@pytest.fixture
+def own_redis(platform, redis_server):
+    """A Redis for this test alone, which it may flush or stop; the publisher and the
+    test's workers and beat follow it."""
+    server = RedisServer().start()
+    _reset_publisher(server.url)
+    platform.redis = server
+    yield server
+    platform.stop()
+    server.stop()
+    _reset_publisher(redis_server.url)

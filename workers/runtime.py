@@ -22,8 +22,10 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from redis.exceptions import RedisError
 
+from apps.core import context
 from apps.jobs import flow, services
 from apps.jobs.registry import JobCancelled, Kind, PermanentError, registry
+from apps.ops import metrics
 
 logger = logging.getLogger("workers.runtime")
 
@@ -120,13 +122,19 @@ def run_job(task: Task, job_id: str) -> str:
         _release(kind, slot)
         logger.info("job %s: nothing to claim (duplicate, stale, cancelled or finished); dropped", job_id)
         return "dropped"
-    try:
-        flow.record_drain(claim.queue)
-    except RedisError:
-        logger.warning("could not record the drain of queue %s", claim.queue)
+    metrics.record_job_start(
+        kind=claim.kind, queue=claim.queue, wait_seconds=max(0.0, (claim.started_at - claim.created_at).total_seconds())
+    )
+    with context.job_context(job=job_id, kind=claim.kind, request=claim.request_id):
+        return _run_claimed(kind, claim, slot)
+
+
+def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
+    job_id = claim.job_id
     keeper = LeaseKeeper(claim, kind=kind, slot=slot)
     keeper.start()
     ctx = Context(claim, keeper)
+    started = time.monotonic()
     logger.info("job %s (%s): attempt %s of %s started", job_id, claim.kind, claim.attempt, claim.max_attempts)
     try:
         try:
@@ -144,11 +152,13 @@ def run_job(task: Task, job_id: str) -> str:
         except Exception as exc:
             failure = services.AttemptFailure(*_describe(exc))
         else:
+            metrics.observe("job_duration", f"{claim.kind}|succeeded", time.monotonic() - started)
             if services.job_succeed(claim=claim, result=result):
                 logger.info("job %s (%s): succeeded on attempt %s", job_id, claim.kind, claim.attempt)
                 return "succeeded"
             logger.warning("job %s (%s): finished after losing its lease; result not recorded", job_id, claim.kind)
             return "stale"
+        metrics.observe("job_duration", f"{claim.kind}|failed", time.monotonic() - started)
         status = services.job_fail_attempt(claim=claim, failure=failure)
         log = logger.warning if status in ("retrying", "cancelled") else logger.error
         log(

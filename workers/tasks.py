@@ -13,6 +13,7 @@ django.setup()  # beat imports this before Django's fixup has set up the apps
 import logging  # noqa: E402
 
 from celery import Task  # noqa: E402
+from celery.signals import setup_logging  # noqa: E402
 from celery.worker.request import Request  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
@@ -21,10 +22,22 @@ from apps.jobs import services  # noqa: E402
 from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
 from apps.jobs.registry import registry  # noqa: E402
 from apps.jobs.retention import prune as prune_old  # noqa: E402
+from apps.ops.alerts import queues_monitor  # noqa: E402
 from config.celery import app  # noqa: E402
+from workers import heartbeat  # noqa: E402, F401  (the worker's heartbeat in Redis)
 from workers.runtime import run_job  # noqa: E402
 
 logger = logging.getLogger("workers.tasks")
+
+
+@setup_logging.connect(dispatch_uid="workers.logging")
+def use_django_logging(**kwargs: object) -> None:
+    """Celery keeps Django's LOGGING (JSON lines) instead of installing its own handlers."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
 
 
 class JobRequest(Request):
@@ -81,3 +94,8 @@ def dead_letter_monitor() -> dict[str, int]:
 @app.task(name="platform.prune", ignore_result=True)
 def prune() -> dict[str, int]:
     return prune_old()
+
+
+@app.task(name="platform.queue_monitor", ignore_result=True)
+def queue_monitor() -> dict[str, int]:
+    return queues_monitor()

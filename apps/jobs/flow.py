@@ -35,10 +35,13 @@ def queue_depth(queue: str) -> int:
     return int(redis_client().llen(queue))
 
 
+def drain_key(queue: str, now: float | None = None) -> str:
+    return f"jobplatform:drain:{queue}:{int(now if now is not None else time.time())}"
+
+
 def record_drain(queue: str, now: float | None = None) -> None:
     """Count one job taken from `queue` in this second's bucket (workers call it on claim)."""
-    second = int(now if now is not None else time.time())
-    key = f"jobplatform:drain:{queue}:{second}"
+    key = drain_key(queue, now)
     pipe = redis_client().pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, DRAIN_WINDOW_SECONDS * 2)

@@ -83,6 +83,11 @@ class Job(models.Model):
             # The reconciler's sweeps touch only the few rows that need it.
             models.Index(fields=["run_at"], name="job_due", condition=Q(status__in=["queued", "retrying"])),
             models.Index(fields=["lease_expires_at"], name="job_running_lease", condition=Q(status="running")),
+            # The oldest waiting job per queue, for /metrics and the queue-age alert.
+            models.Index(
+                fields=["queue", "created_at"], name="job_queued_by_queue",
+                condition=Q(status="queued", run_at__isnull=True),
+            ),
             models.Index(
                 fields=["created_at"], name="job_unpublished", condition=Q(status="queued", published_at__isnull=True)
             ),

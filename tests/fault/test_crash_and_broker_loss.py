@@ -14,7 +14,6 @@ from apps.deadletters.models import DeadLetter
 from apps.jobs.models import Job, JobAttempt
 from apps.jobs.reconciler import BROKER_SENTINEL_KEY
 from apps.jobs.services import job_submit
-from tests.conftest import _reset_publisher
 from tests.integration.helpers import wait_terminal
 from tests.processes import RedisServer, wait_for
 
@@ -24,19 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 @pytest.fixture
 def owner(transactional_db):
     return get_user_model().objects.create(username="fault-client")
-
-
-@pytest.fixture
-def own_redis(platform, redis_server):
-    """A Redis for this test alone, which it may flush or stop; the publisher and the
-    test's workers and beat follow it."""
-    server = RedisServer().start()
-    _reset_publisher(server.url)
-    platform.redis = server
-    yield server
-    platform.stop()
-    server.stop()
-    _reset_publisher(redis_server.url)
 
 
 def test_jobs_of_a_worker_killed_with_sigkill_finish_on_another_worker_each_exactly_once(platform, owner):

@@ -1,0 +1,174 @@
+"""Prometheus metrics, counted in Redis so that every web and worker process adds to the
+same figures (per-process counters would disagree across gunicorn and Celery processes).
+
+Counters and histograms are Redis hashes, incremented where things happen; gauges (queue
+depth, the oldest waiting job, dead letters, live workers) are read at scrape time."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+
+from apps.jobs import flow
+from apps.jobs.broker import redis_client
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "jobplatform:m:"
+JOB_EVENTS = ("submitted", "started", "succeeded", "failed", "cancelled", "retried", "dead_lettered")
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+QUEUES = ("high", "default", "low")
+
+
+def _safe(fn):  # type: ignore[no-untyped-def]
+    """Metrics never break the work they describe: a Redis error is logged and dropped."""
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except RedisError as exc:
+            logger.warning("metrics not recorded: %s", exc)
+            return None
+
+    return wrapper
+
+
+@_safe
+def count_job_event(event: str, kind: str, n: int = 1) -> None:
+    redis_client().hincrby(f"{PREFIX}jobs:{event}", kind, n)
+
+
+@_safe
+def count_job_events(event: str, kinds: Iterable[str]) -> None:
+    totals: dict[str, int] = {}
+    for kind in kinds:
+        totals[kind] = totals.get(kind, 0) + 1
+    pipe = redis_client().pipeline(transaction=False)
+    for kind, n in totals.items():
+        pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n)
+    pipe.execute()
+
+
+@_safe
+def record_job_start(*, kind: str, queue: str, wait_seconds: float, now: float | None = None) -> None:
+    """Everything a claim records in Redis, in one round trip: the queue's drain counter
+    (admission control's Retry-After), the started count and the wait-time histogram."""
+    pipe = redis_client().pipeline(transaction=False)
+    drain_key = flow.drain_key(queue, now)
+    pipe.incr(drain_key)
+    pipe.expire(drain_key, flow.DRAIN_WINDOW_SECONDS * 2)
+    pipe.hincrby(f"{PREFIX}jobs:started", kind, 1)
+    key = f"{PREFIX}h:job_wait"
+    for field in _bucket_fields(wait_seconds):
+        pipe.hincrby(key, f"{kind}|{field}", 1)
+    pipe.hincrbyfloat(key, f"{kind}|sum", wait_seconds)
+    pipe.hincrby(key, f"{kind}|count", 1)
+    pipe.execute()
+
+
+def _bucket_fields(seconds: float) -> list[str]:
+    return [f"le:{b}" for b in SECONDS_BUCKETS if seconds <= b]
+
+
+@_safe
+def observe(histogram: str, labels: str, seconds: float) -> None:
+    """Add one observation; a hash per histogram holds cumulative bucket counts, sum, count
+    for each label set (label values joined with '|')."""
+    key = f"{PREFIX}h:{histogram}"
+    pipe = redis_client().pipeline(transaction=False)
+    for field in _bucket_fields(seconds):
+        pipe.hincrby(key, f"{labels}|{field}", 1)
+    pipe.hincrbyfloat(key, f"{labels}|sum", seconds)
+    pipe.hincrby(key, f"{labels}|count", 1)
+    pipe.execute()
+
+
+@_safe
+def count_request(method: str, route: str, status: int, seconds: float) -> None:
+    labels = f"{method}|{route}|{status}"
+    key = f"{PREFIX}h:http_request"
+    pipe = redis_client().pipeline(transaction=False)
+    for field in _bucket_fields(seconds):
+        pipe.hincrby(key, f"{labels}|{field}", 1)
+    pipe.hincrbyfloat(key, f"{labels}|sum", seconds)
+    pipe.hincrby(key, f"{labels}|count", 1)
+    pipe.execute()
+
+
+def _histogram(name: str, doc: str, label_names: list[str], raw: dict[bytes, bytes]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=label_names)
+    series: dict[tuple[str, ...], dict[str, float]] = {}
+    for field, value in raw.items():
+        *labels, part = field.decode().split("|")
+        series.setdefault(tuple(labels), {})[part] = float(value)
+    for labels, parts in sorted(series.items()):
+        count = parts.get("count", 0.0)
+        buckets = [(str(b), parts.get(f"le:{b}", 0.0)) for b in SECONDS_BUCKETS]
+        buckets.append(("+Inf", count))
+        family.add_metric(list(labels), buckets, parts.get("sum", 0.0))
+    return family
+
+
+class PlatformCollector(Collector):
+    def collect(self) -> Iterator:  # type: ignore[override]
+        from apps.deadletters.selectors import dead_letter_stats
+        from apps.ops.selectors import live_workers, oldest_waiting_seconds
+
+        r = redis_client()
+        events = CounterMetricFamily(
+            "jobs",
+            "Jobs by event and kind (submitted, started, succeeded, failed, cancelled, retried, dead_lettered).",
+            labels=["event", "kind"],
+        )
+        for event in JOB_EVENTS:
+            for kind, value in sorted(r.hgetall(f"{PREFIX}jobs:{event}").items()):
+                events.add_metric([event, kind.decode()], float(value))
+        yield events
+
+        yield _histogram(
+            "job_duration_seconds",
+            "How long a job's successful or failed attempt ran.",
+            ["kind", "outcome"],
+            r.hgetall(f"{PREFIX}h:job_duration"),
+        )
+        yield _histogram(
+            "job_wait_seconds",
+            "How long a job waited from submission to its start.",
+            ["kind"],
+            r.hgetall(f"{PREFIX}h:job_wait"),
+        )
+        yield _histogram(
+            "http_request_duration_seconds",
+            "API requests by method, route and status.",
+            ["method", "route", "status"],
+            r.hgetall(f"{PREFIX}h:http_request"),
+        )
+
+        depth = GaugeMetricFamily("queue_depth", "Messages waiting on each queue.", labels=["queue"])
+        for queue in (*QUEUES, "dead_letter"):
+            depth.add_metric([queue], float(r.llen(queue)))
+        yield depth
+        oldest = GaugeMetricFamily(
+            "queue_oldest_job_age_seconds", "Age of the oldest queued job per queue.", labels=["queue"]
+        )
+        for queue, age in oldest_waiting_seconds(QUEUES).items():
+            oldest.add_metric([queue], age)
+        yield oldest
+
+        stats = dead_letter_stats()
+        yield GaugeMetricFamily("dead_letters", "Open dead letters.", value=float(stats.depth))
+        yield GaugeMetricFamily(
+            "dead_letter_oldest_age_seconds", "Age of the oldest open dead letter.", value=stats.oldest_age_seconds
+        )
+        yield GaugeMetricFamily(
+            "workers_alive", "Workers that sent a heartbeat lately.", value=float(len(live_workers()))
+        )
+
+
+def finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0

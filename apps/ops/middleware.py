@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from apps.ops.metrics import count_request
+
+
+class RequestMetricsMiddleware:
+    """Count API requests and their latency by method, route pattern and status (a route
+    like `api/v1/jobs/<uuid:job_id>`, never the raw path, so series stay few)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        if request.path.startswith("/api/"):
+            match = getattr(request, "resolver_match", None)
+            route = match.route if match is not None else "unmatched"
+            count_request(request.method or "", route, response.status_code, time.perf_counter() - started)
+        return response

@@ -1,0 +1,48 @@
+"""A worker's heartbeat in Redis: a key that expires unless the worker's main process keeps
+renewing it. /readyz and /metrics count the live ones."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+from redis.exceptions import RedisError
+
+from apps.jobs.broker import redis_client
+from apps.ops.selectors import WORKER_KEY_PREFIX
+
+logger = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 5
+TTL_SECONDS = 15
+
+_stop = threading.Event()
+
+
+def _beat(hostname: str) -> None:
+    key = f"{WORKER_KEY_PREFIX}{hostname}"
+    while True:
+        try:
+            redis_client().set(key, "1", ex=TTL_SECONDS)
+        except RedisError as exc:
+            logger.warning("worker heartbeat not sent: %s", exc)
+        if _stop.wait(INTERVAL_SECONDS):
+            return
+
+
+@worker_ready.connect(dispatch_uid="workers.heartbeat.start")
+def start(sender: Any = None, **kwargs: Any) -> None:
+    hostname = getattr(sender, "hostname", None) or "worker"
+    threading.Thread(target=_beat, args=(hostname,), name="heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect(dispatch_uid="workers.heartbeat.stop")
+def stop(sender: Any = None, **kwargs: Any) -> None:
+    _stop.set()
+    hostname = getattr(sender, "hostname", None)
+    if hostname:
+        with contextlib.suppress(RedisError):
+            redis_client().delete(f"{WORKER_KEY_PREFIX}{hostname}")
