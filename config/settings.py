@@ -261,6 +261,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PRUNE_INTERVAL_SECONDS,
         "options": {"inline": True},
     },
+    "bulk-operations": {
+        "task": "platform.bulk_operations",
+        "schedule": 1.0,
+        "options": {"inline": True},
+    },
     "queue-monitor": {
         "task": "platform.queue_monitor",
         "schedule": DEAD_LETTER_CHECK_SECONDS,
@@ -272,6 +277,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"inline": True},
     },
 }
+
+# Seconds a webhook POST may take to connect, and for each read.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# Where the admin links to Flower (e.g. https://ops.example.com/flower/); empty hides the link.
+FLOWER_URL = env_str("FLOWER_URL")
 
 # --- Flower ------------------------------------------------------------------------------
 # Flower reads FLOWER_BASIC_AUTH, FLOWER_PORT, FLOWER_ADDRESS and FLOWER_URL_PREFIX itself.

@@ -19,6 +19,7 @@ from django.db import close_old_connections  # noqa: E402
 
 from apps.deadletters.monitor import dead_letters_monitor  # noqa: E402
 from apps.jobs import services  # noqa: E402
+from apps.jobs.operations import bulk_operations_advance  # noqa: E402
 from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
 from apps.jobs.registry import registry  # noqa: E402
 from apps.jobs.retention import prune as prune_old  # noqa: E402
@@ -99,3 +100,8 @@ def prune() -> dict[str, int]:
 @app.task(name="platform.queue_monitor", ignore_result=True)
 def queue_monitor() -> dict[str, int]:
     return queues_monitor()
+
+
+@app.task(name="platform.bulk_operations", ignore_result=True)
+def bulk_operations() -> dict[str, int]:
+    return bulk_operations_advance()

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.deadletters import services
 from apps.deadletters.models import DeadLetter
-from apps.jobs.admin import pre, pretty_json
+from apps.jobs.admin import pre, pretty_json, run_bulk
+from apps.jobs.models import BulkOperation
 
 
 @admin.register(DeadLetter)
@@ -36,15 +36,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Redrive: run the selected jobs again with fresh attempts")
     def redrive(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        done = services.dead_letters_redrive_many(letter_ids=ids, actor=request.user.get_username())
-        self.message_user(request, f"{done} redriven; {len(ids) - done} were already resolved.", messages.SUCCESS)
+        run_bulk(self, request, queryset, action=BulkOperation.Action.REDRIVE, target="dead_letters", verb="redriven")
 
     @admin.action(description="Discard: close the selected letters without running the jobs")
     def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        done = services.dead_letters_discard_many(letter_ids=ids, actor=request.user.get_username())
-        self.message_user(request, f"{done} discarded; {len(ids) - done} were already resolved.", messages.SUCCESS)
+        run_bulk(self, request, queryset, action=BulkOperation.Action.DISCARD, target="dead_letters", verb="discarded")
 
     @admin.display(description="payload")
     def payload_pretty(self, letter: DeadLetter) -> str:

@@ -2,12 +2,48 @@ from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.jobs.models import Job, JobAttempt, JobStep
+from apps.jobs import operations
+from apps.jobs.models import BulkOperation, IdempotencyKey, Job, JobAttempt, JobStep
+
+# The admin's header links to Flower when its address is known.
+if settings.FLOWER_URL:
+    admin.site.site_header = format_html(
+        'Job platform · <a href="{}" style="color: inherit">Flower</a>', settings.FLOWER_URL
+    )
+else:
+    admin.site.site_header = "Job platform"
+admin.site.site_title = "Job platform admin"
+
+
+def run_bulk(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *, action: str, target: str, verb: str
+) -> None:
+    """Act on a page's selection at once; on "all N matching" (select_across), hand the
+    filter to a background operation whose progress shows under Bulk operations."""
+    actor = request.user.get_username()
+    if request.POST.get("select_across") == "1":
+        operation = operations.bulk_operation_start(
+            action=action, target=target, filters=request.GET.urlencode(), actor=actor
+        )
+        link = reverse("admin:jobs_bulkoperation_change", args=[operation.pk])
+        model_admin.message_user(
+            request,
+            format_html(
+                'Every matching row will be {} in the background: <a href="{}">follow its progress</a>.', verb, link
+            ),
+            messages.INFO,
+        )
+        return
+    pks = list(queryset.values_list("pk", flat=True))
+    changed = operations.apply_many(action=action, target=target, pks=pks, actor=actor)
+    model_admin.message_user(request, f"{changed} {verb}; {len(pks) - changed} left as they were.", messages.SUCCESS)
 
 
 def pretty_json(value: object) -> str:
@@ -40,7 +76,14 @@ class JobAttemptInline(admin.TabularInline):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "status", "priority", "attempts", "owner", "created_at", "finished_at"]
-    list_filter = ["status", "kind", "priority", ("created_at", admin.DateFieldListFilter)]
+    list_filter = [
+        "status",
+        "kind",
+        "priority",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    actions = ["retry", "cancel"]
     search_fields = ["=id", "=kind"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
@@ -95,17 +138,27 @@ class JobAdmin(admin.ModelAdmin):
     def traceback_pretty(self, job: Job) -> str:
         return pre(job.error_traceback)
 
+    @admin.action(description="Retry: run the selected failed or cancelled jobs again")
+    def retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        run_bulk(self, request, queryset, action=BulkOperation.Action.RETRY, target="jobs", verb="retried")
+
+    @admin.action(description="Cancel the selected waiting or running jobs")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        run_bulk(self, request, queryset, action=BulkOperation.Action.CANCEL, target="jobs", verb="cancelled")
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):  # type: ignore[no-untyped-def]
         # `=id` on a UUID column fails for text that is not a UUID; search only the kind then.
         import uuid
 
         term = search_term.strip()
+        if not term:
+            return queryset, False
         try:
             uuid.UUID(term)
         except ValueError:
-            if term:
-                return queryset.filter(kind=term), False
-            return queryset, False
+            # A kind, or a client's Idempotency-Key (both exact: each is an index look-up).
+            keyed = IdempotencyKey.objects.filter(key=term).values("job_id")
+            return queryset.filter(kind=term) | queryset.filter(id__in=keyed), False
         return queryset.filter(id=term), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -117,3 +170,32 @@ class JobStepAdmin(admin.ModelAdmin):
     list_display = ["job", "name", "attempt", "created_at"]
     search_fields = ["=job__id", "name"]
     readonly_fields = ["job", "name", "result", "attempt", "created_at"]
+
+
+@admin.register(BulkOperation)
+class BulkOperationAdmin(admin.ModelAdmin):
+    list_display = ["id", "action", "target", "state", "progress", "changed", "created_by", "created_at", "finished_at"]
+    list_filter = ["state", "action", "target"]
+    readonly_fields = [
+        "action",
+        "target",
+        "filters",
+        "state",
+        "total",
+        "processed",
+        "changed",
+        "progress",
+        "message",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    exclude = ["cursor"]
+
+    @admin.display(description="progress")
+    def progress(self, operation: BulkOperation) -> str:
+        total = "?" if operation.total is None else operation.total
+        return f"{operation.percent:.0f}% ({operation.processed} of {total})"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -85,7 +85,8 @@ class Job(models.Model):
             models.Index(fields=["lease_expires_at"], name="job_running_lease", condition=Q(status="running")),
             # The oldest waiting job per queue, for /metrics and the queue-age alert.
             models.Index(
-                fields=["queue", "created_at"], name="job_queued_by_queue",
+                fields=["queue", "created_at"],
+                name="job_queued_by_queue",
                 condition=Q(status="queued", run_at__isnull=True),
             ),
             models.Index(
@@ -167,3 +168,46 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} -> {self.job_id}"
+
+
+class BulkOperation(models.Model):
+    """An admin action over many jobs or dead letters ("everything matching this filter"),
+    run in the background by a worker, with its progress kept here."""
+
+    class Action(models.TextChoices):
+        RETRY = "retry"
+        CANCEL = "cancel"
+        REDRIVE = "redrive"
+        DISCARD = "discard"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    action = models.CharField(max_length=16, choices=Action.choices)
+    target = models.CharField(max_length=16, choices=[("jobs", "jobs"), ("dead_letters", "dead letters")])
+    # The admin changelist's query string, re-applied in the worker through the same ModelAdmin.
+    filters = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    processed = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    cursor = models.CharField(max_length=64, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target} ({self.state})"
+
+    @property
+    def percent(self) -> float:
+        if not self.total:
+            return 100.0 if self.state == self.State.DONE else 0.0
+        return round(100.0 * self.processed / self.total, 1)

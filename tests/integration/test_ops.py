@@ -140,3 +140,30 @@ def test_a_request_id_sent_with_a_submission_appears_in_the_worker_log_lines_for
     ours = [line for line in lines if line.get("job_id") == job_id]
     assert ours, "no JSON log line of the worker carries the job id"
     assert all(line["request_id"] == request_id and line["kind"] == "diagnostics.sleep" for line in ours)
+
+
+def test_a_bulk_operation_runs_in_beat_while_every_worker_is_busy(platform, client):
+    from apps.jobs.models import BulkOperation
+    from apps.jobs.operations import bulk_operation_start
+
+    platform.worker(concurrency=2)
+    platform.beat()
+    payload = {"kind": "diagnostics.sleep", "payload": {"seconds": 30}, "priority": "low"}
+    ids = [client.post("/api/v1/jobs", payload, format="json").json()["id"] for _ in range(3)]
+    wait_for(
+        lambda: Job.objects.filter(id__in=ids, status="running").count() == 2,
+        timeout=20,
+        what="both worker processes busy",
+    )
+
+    operation = bulk_operation_start(action="cancel", target="jobs", filters="kind=diagnostics.sleep", actor="")
+
+    done = wait_for(
+        lambda: (op := BulkOperation.objects.get(pk=operation.pk)).state in ("done", "failed") and op,
+        timeout=30,
+        what="the bulk operation to finish",
+    )
+    assert done.state == "done", done.message
+    assert (done.total, done.processed, done.changed) == (3, 3, 3)
+    jobs = wait_terminal(ids, timeout=30)
+    assert {j.status for j in jobs.values()} == {"cancelled"}

@@ -1,1 +1,46 @@
-"""Outbound webhook delivery (being built: see apps/webhooks)."""
+"""Outbound webhook delivery: a POST, signed per client, when a job with a callback_url ends.
+
+apps.webhooks creates one `webhooks.deliver` job per finished job (and a client may submit
+one itself to send a job's webhook again). Being a job, a delivery retries with exponential
+backoff and jitter, records every attempt, and ends in the dead letters when all fail. The
+signature is documented in apps/webhooks/signing.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.jobs.registry import JobContext, kind
+from apps.webhooks import services
+
+_HEX = "[0-9a-fA-F]"
+
+
+@kind(
+    services.DELIVER_KIND,
+    schema={
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string", "pattern": f"^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$"},
+            # Only the scheme here (any case, as URLField accepts it); the address is checked
+            # in full (private, loopback, metadata) at delivery time, when it is used.
+            "url": {"type": "string", "maxLength": 2000, "pattern": "^[hH][tT][tT][pP][sS]?://"},
+            "event": {"type": "string", "enum": list(services.EVENTS)},
+        },
+        "required": ["job_id", "url", "event"],
+        "additionalProperties": False,
+    },
+    priority="high",
+    # Backoff from 2 s doubling to a 10 min cap: the eleven retries span 19 to 37 minutes,
+    # enough to ride out a receiver's deploy or restart without hammering it.
+    max_attempts=12,
+    retry_base_seconds=2,
+    retry_max_seconds=600,
+    soft_time_limit=30,
+    time_limit=45,
+)
+def deliver(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """POSTs a signed webhook about a finished job to a callback URL."""
+    return services.webhook_deliver(
+        delivery_id=ctx.job_id, job_id=payload["job_id"], url=payload["url"], event=payload["event"]
+    )

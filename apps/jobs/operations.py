@@ -1,0 +1,163 @@
+"""What admins do to jobs one at a time or by the ten thousand: retry, cancel, and the
+background runner for "everything matching this filter" (BulkOperation)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import QueryDict
+from django.test import RequestFactory
+from django.utils import timezone
+
+from apps.core.errors import Conflict
+from apps.deadletters import services as dead_letter_services
+from apps.deadletters.models import DeadLetter
+from apps.jobs import services
+from apps.jobs.models import BulkOperation, Job, JobStatus
+from apps.jobs.publish import job_publish_on_commit
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 500
+
+
+def job_retry(*, job_id: Any, actor: str = "") -> bool:
+    """Run a failed or cancelled job again with a fresh allowance of attempts. A failed job
+    goes through its dead letter (redrive), so the letter is closed too."""
+    letter = DeadLetter.objects.filter(job_id=job_id, state=DeadLetter.State.OPEN).values_list("pk", flat=True).first()
+    if letter is not None:
+        try:
+            return dead_letter_services.dead_letter_redrive(letter_id=letter, actor=actor).changed
+        except Conflict:
+            return False
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return False
+        job.status = JobStatus.QUEUED
+        job.max_attempts = job.attempts + job.attempt_allowance
+        job.error_type = job.error_message = job.error_traceback = ""
+        job.result = None
+        job.finished_at = job.run_at = job.published_at = job.cancel_requested_at = None
+        job.progress_percent = None
+        job.progress_message = ""
+        job.save()
+        job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+    logger.info("job %s (%s) retried by %s", job.id, job.kind, actor or "?")
+    return True
+
+
+def job_cancel_by_id(*, job_id: Any) -> bool:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return False
+    try:
+        services.job_cancel(job=job)
+    except Conflict:
+        return False
+    return True
+
+
+def _apply(action: str, target: str, pk: Any, actor: str) -> bool:
+    if target == "jobs":
+        if action == BulkOperation.Action.RETRY:
+            return job_retry(job_id=pk, actor=actor)
+        if action == BulkOperation.Action.CANCEL:
+            return job_cancel_by_id(job_id=pk)
+    else:
+        try:
+            if action == BulkOperation.Action.REDRIVE:
+                return dead_letter_services.dead_letter_redrive(letter_id=pk, actor=actor).changed
+            if action == BulkOperation.Action.DISCARD:
+                return dead_letter_services.dead_letter_discard(letter_id=pk, actor=actor).changed
+        except Conflict:
+            return False
+    raise ValueError(f"no action {action} on {target}")
+
+
+def apply_many(*, action: str, target: str, pks: list[Any], actor: str) -> int:
+    return sum(_apply(action, target, pk, actor) for pk in pks)
+
+
+def bulk_operation_start(*, action: str, target: str, filters: str, actor: str) -> BulkOperation:
+    """Record the operation; beat works through it (bulk_operations_advance), so it never
+    waits behind a backlog of jobs or holds a worker's slot."""
+    return BulkOperation.objects.create(action=action, target=target, filters=filters, created_by=actor)
+
+
+def _matching(operation: BulkOperation) -> QuerySet:
+    """The rows the admin's changelist showed with these filters and search, found by the
+    same ModelAdmin, so the background run acts on exactly what the admin saw."""
+    model = Job if operation.target == "jobs" else DeadLetter
+    model_admin = admin.site._registry[model]
+    request = RequestFactory().get("/", QueryDict(operation.filters))
+    User = get_user_model()
+    request.user = User.objects.filter(username=operation.created_by, is_staff=True).first() or User(
+        is_staff=True, is_superuser=True
+    )
+    changelist = model_admin.get_changelist_instance(request)
+    return changelist.get_queryset(request)
+
+
+def bulk_operation_run(*, operation_id: int, budget_seconds: float | None = None) -> BulkOperation:
+    """Work through the matching rows in chunks by primary key, saving progress after each
+    chunk. With a time budget it stops after the chunk that spends it and resumes from the
+    saved cursor on the next call; so does an operation whose process died part-way."""
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    operation = BulkOperation.objects.get(pk=operation_id)
+    if operation.state in (BulkOperation.State.DONE, BulkOperation.State.FAILED):
+        return operation
+    try:
+        matching = _matching(operation).order_by("pk")
+        if operation.total is None:
+            operation.total = matching.count()
+        operation.state = BulkOperation.State.RUNNING
+        operation.save(update_fields=["total", "state"])
+        while True:
+            page = matching
+            if operation.cursor:
+                page = page.filter(pk__gt=operation.cursor)
+            pks = list(page.values_list("pk", flat=True)[:CHUNK])
+            if not pks:
+                break
+            operation.changed += apply_many(
+                action=operation.action, target=operation.target, pks=pks, actor=operation.created_by
+            )
+            operation.processed += len(pks)
+            operation.cursor = str(pks[-1])
+            operation.save(update_fields=["changed", "processed", "cursor"])
+            if deadline is not None and time.monotonic() > deadline:
+                return operation  # more next time
+        operation.state = BulkOperation.State.DONE
+        operation.message = f"{operation.changed} of {operation.processed} changed"
+    except Exception as exc:
+        logger.exception("bulk operation %s failed", operation.pk)
+        operation.state = BulkOperation.State.FAILED
+        operation.message = f"{type(exc).__name__}: {exc}"[:1000]
+    operation.finished_at = timezone.now()
+    operation.save(update_fields=["state", "message", "finished_at"])
+    return operation
+
+
+def bulk_operations_advance(*, budget_seconds: float = 1.0) -> dict[str, int]:
+    """Run by beat: advance the pending operations, oldest first, within a time budget so
+    the reconciler beside it is never held up for long."""
+    deadline = time.monotonic() + budget_seconds
+    advanced = 0
+    for pk in (
+        BulkOperation.objects.filter(state__in=[BulkOperation.State.PENDING, BulkOperation.State.RUNNING])
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:10]
+    ):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        bulk_operation_run(operation_id=pk, budget_seconds=remaining)
+        advanced += 1
+    return {"advanced": advanced}

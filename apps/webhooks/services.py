@@ -1,0 +1,201 @@
+"""Webhooks: the client's signing secret, creating a delivery when a job ends, and the
+delivery itself (run by the `webhooks.deliver` kind, workers/kinds/webhooks.py).
+
+A delivery is a job of its own, so its retries (exponential backoff with jitter), its
+attempt history and its dead letter when every attempt failed come from the platform.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import secrets
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import TooManyRequests, Unavailable
+from apps.core.urlsafety import UnsafeURL, check_outbound_url
+from apps.jobs import services as job_services
+from apps.jobs.models import Job
+from apps.jobs.registry import PermanentError, RetryableError
+from apps.webhooks import outbound, signing
+from apps.webhooks.models import WebhookSecret
+
+logger = logging.getLogger(__name__)
+
+DELIVER_KIND = "webhooks.deliver"
+EVENT_JOB_FINISHED = "job.finished"
+EVENTS = (EVENT_JOB_FINISHED,)
+USER_AGENT = "jobplatform-webhooks/1"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+# --- the secret ---------------------------------------------------------------------------
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def webhook_secret_get_or_create(*, owner_id: int) -> WebhookSecret:
+    """The client's secret, made on first need. Two processes racing to make it end with one
+    (the one-to-one constraint; get_or_create reads the winner's row)."""
+    record, _ = WebhookSecret.objects.get_or_create(owner_id=owner_id, defaults={"secret": _new_secret()})
+    return record
+
+
+def webhook_secret_rotate(*, owner_id: int) -> WebhookSecret:
+    """Replace the client's secret. Deliveries signed from now on (retries included) use the
+    new one; there is no overlap, so a receiver should switch as soon as it rotates."""
+    with transaction.atomic():
+        record, created = WebhookSecret.objects.select_for_update().get_or_create(
+            owner_id=owner_id, defaults={"secret": _new_secret()}
+        )
+        if not created:
+            record.secret = _new_secret()
+            record.rotated_at = timezone.now()
+            record.save(update_fields=["secret", "rotated_at"])
+    logger.info("webhook secret of user %s rotated", owner_id)
+    return record
+
+
+# --- creating a delivery ------------------------------------------------------------------
+
+
+def webhook_delivery_submit(*, job_id: str, url: str, event: str = EVENT_JOB_FINISHED) -> Job:
+    """Create the delivery job that POSTs `event` about `job_id` to `url`, for the job's owner.
+
+    A full queue or a client at its in-flight quota must not lose a webhook: the job it is
+    about was admitted already, and its delivery is a bounded consequence of that (one per
+    finish), so when admission refuses it the delivery is created anyway, past the check.
+    """
+    job = Job.objects.select_related("owner").get(id=job_id)
+    payload = {"job_id": str(job.id), "url": url, "event": event}
+    try:
+        return job_services.job_submit(owner=job.owner, kind=DELIVER_KIND, payload=payload, request_id=job.request_id)
+    except (TooManyRequests, Unavailable) as refused:
+        logger.warning(
+            "job %s: admission refused its webhook delivery (%s); creating it past the check", job.id, refused.code
+        )
+        return _delivery_create_past_admission(owner=job.owner, payload=payload, request_id=job.request_id)
+
+
+def _delivery_create_past_admission(*, owner: AbstractBaseUser, payload: dict[str, Any], request_id: str) -> Job:
+    """job_submit without job_admission_check. It goes through the jobs app's private
+    `_job_create` (same row, same publish after commit, same relay if Redis is away) until
+    job_submit takes an `admit=False` of its own."""
+    k, priority, max_attempts = job_services.job_validate(kind=DELIVER_KIND, payload=payload)
+    with transaction.atomic():
+        return job_services._job_create(
+            owner=owner,
+            k=k,
+            payload=payload,
+            priority=priority,
+            run_at=None,
+            max_attempts=max_attempts,
+            request_id=request_id,
+        )
+
+
+# --- the delivery ---------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def webhook_body(*, job: Job, event: str) -> bytes:
+    """The webhook's JSON body: compact, keys sorted, so its bytes are what was signed."""
+    error = {"type": job.error_type, "message": job.error_message} if job.error_type else None
+    document = {
+        "event": event,
+        "job": {
+            "id": str(job.id),
+            "kind": job.kind,
+            "status": job.status,
+            "attempts": job.attempts,
+            "result": job.result,
+            "error": error,
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+        },
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def _timeout() -> float:
+    return float(getattr(settings, "WEBHOOK_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
+
+
+def _checked_addresses(url: str) -> list[str]:
+    """Check the URL again now (its DNS may have changed since submit) and return the
+    addresses the request may connect to."""
+    try:
+        return check_outbound_url(url)
+    except UnsafeURL as exc:
+        # urlsafety raises UnsafeURL "from None" for a name that does not resolve, which
+        # keeps the resolver's error as __context__: DNS may come back, so that one retries.
+        if isinstance(exc.__context__, socket.gaierror):
+            raise RetryableError(f"{outbound.safe_url(url)}: {exc}") from None
+        raise PermanentError(f"the callback URL is refused: {exc}") from None
+
+
+def webhook_deliver(*, delivery_id: str, job_id: str, url: str, event: str) -> dict[str, Any]:
+    """POST one signed webhook about `job_id` to `url`. Returns what the receiver answered
+    (2xx); raises PermanentError when retrying cannot help (the URL is refused, the job is
+    gone, the receiver answered 4xx other than 408 and 429), RetryableError otherwise."""
+    owner_id = Job.objects.filter(id=delivery_id).values_list("owner_id", flat=True).first()
+    if owner_id is None:
+        raise PermanentError(f"the delivery job {delivery_id} does not exist")
+    # A delivery speaks only of its own client's jobs, whoever created it.
+    job = Job.objects.filter(id=job_id, owner_id=owner_id).first()
+    if job is None:
+        raise PermanentError(f"job {job_id} does not exist (or belongs to another client)")
+    target = outbound.safe_url(url)
+    addresses = _checked_addresses(url)
+
+    body = webhook_body(job=job, event=event)
+    secret = webhook_secret_get_or_create(owner_id=owner_id).secret
+    timestamp = int(time.time())  # per attempt: a retry hours later is still inside the tolerance
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Webhook-Id": delivery_id,
+        "Webhook-Timestamp": str(timestamp),
+        "Webhook-Signature": signing.signature_header(secret, timestamp, body),
+    }
+    started = time.monotonic()
+    try:
+        answer = outbound.post_pinned(url, addresses=addresses, body=body, headers=headers, timeout=_timeout())
+    except TimeoutError:
+        raise RetryableError(f"POST {target}: no answer within {_timeout():g} s") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise RetryableError(f"POST {target}: {type(exc).__name__}: {exc}") from None
+    duration_ms = int((time.monotonic() - started) * 1000)
+    status = answer.status
+    logger.info("webhook %s for job %s: %s answered %s in %d ms", delivery_id, job_id, target, status, duration_ms)
+
+    if 200 <= status < 300:
+        return {"status_code": status, "duration_ms": duration_ms}
+    said = f"POST {target} answered {status} {answer.reason}".rstrip()
+    if answer.excerpt.strip():
+        said += f": {answer.excerpt.strip()[:200]}"
+    if 300 <= status < 400:
+        # Redirects are never followed (the new address was not checked); the receiver's
+        # configuration may be fixed, so the attempts go on.
+        raise RetryableError(f"{said} (redirects are not followed; use the final URL as callback_url)")
+    if 400 <= status < 500 and status not in (408, 429):
+        # 410 Gone and every other client error: the same request will be refused again.
+        raise PermanentError(said)
+    raise RetryableError(said)  # 5xx, 408, 429, and anything else unexpected
