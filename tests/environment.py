@@ -13,7 +13,9 @@ os.environ.setdefault("JOB_RETRY_BASE_SECONDS", "0.5")
 os.environ.setdefault("OUTBOX_GRACE_SECONDS", "1")
 os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "0.5")
 os.environ.setdefault("ALLOWED_HOSTS", "*")
-os.environ.setdefault("JOB_KIND_MODULES", "workers.kinds.diagnostics,workers.kinds.images,workers.kinds.webhooks,tests.kinds")
+os.environ.setdefault(
+    "JOB_KIND_MODULES", "workers.kinds.diagnostics,workers.kinds.images,workers.kinds.webhooks,tests.kinds"
+)
 # Close connections at the end of each request and task: nothing lingers on the test
 # database when pytest-django drops it.
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")

@@ -11,7 +11,6 @@ from apps.jobs.models import BulkOperation, IdempotencyKey, Job
 from apps.jobs.operations import bulk_operation_run
 from tests.factories import UserFactory
 
-
 PAYLOADS = {"diagnostics.noop": {}, "diagnostics.flaky": {"fail_times": 1}}
 
 
