@@ -27,13 +27,21 @@ def queues_monitor(*, now: datetime | None = None) -> dict[str, int]:
     for queue, age in oldest_waiting_seconds(QUEUES).items():
         if age <= threshold:
             continue
-        if not redis_client().set(f"jobplatform:queue-age-alerted:{queue}", now.isoformat(), nx=True,
-                                  ex=settings.ALERT_REPEAT_SECONDS):
+        if not redis_client().set(
+            f"jobplatform:queue-age-alerted:{queue}", now.isoformat(), nx=True, ex=settings.ALERT_REPEAT_SECONDS
+        ):
             continue  # already alerted in this period
         alerts += 1
         depth = redis_client().llen(queue)
-        logger.error("ALERT queue %s is backed up: its oldest job has waited %.0f s (threshold %.0f s); "
-                     "%s messages waiting", queue, age, threshold, depth)
-        notify(f"[jobs] queue {queue} backed up", {"queue": queue, "oldest_age_seconds": round(age),
-                                                   "threshold_seconds": threshold, "depth": depth})
+        logger.error(
+            "ALERT queue %s is backed up: its oldest job has waited %.0f s (threshold %.0f s); %s messages waiting",
+            queue,
+            age,
+            threshold,
+            depth,
+        )
+        notify(
+            f"[jobs] queue {queue} backed up",
+            {"queue": queue, "oldest_age_seconds": round(age), "threshold_seconds": threshold, "depth": depth},
+        )
     return {"alerts": alerts}
