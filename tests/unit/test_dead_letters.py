@@ -369,7 +369,7 @@ def test_the_admin_redrive_action_redrives_every_selected_letter(
         )
 
     assert response.status_code == 200
-    assert "2 redriven; 1 were already resolved." in response.content.decode()
+    assert "2 redriven; 1 left as they were." in response.content.decode()
     for job, letter in zip(jobs, letters, strict=True):
         job.refresh_from_db()
         letter.refresh_from_db()
@@ -389,7 +389,7 @@ def test_the_admin_discard_action_discards_every_selected_letter(admin_client, u
     )
 
     assert response.status_code == 200
-    assert "2 discarded; 0 were already resolved." in response.content.decode()
+    assert "2 discarded; 0 left as they were." in response.content.decode()
     for job, letter in zip(jobs, letters, strict=True):
         job.refresh_from_db()
         letter.refresh_from_db()
