@@ -19,7 +19,8 @@ def main(argv: list[str]) -> None:
             "without authentication."
         )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    args = ["celery", "-A", "config", "flower", f"--basic-auth={auth}"]
+    # This interpreter's own celery, so a virtualenv works without being activated.
+    args = [sys.executable, "-m", "celery", "-A", "config", "flower", f"--basic-auth={auth}"]
     if "FLOWER_PORT" not in os.environ and not any(a.startswith("--port") for a in argv):
         args.append("--port=5555")
     if "FLOWER_ADDRESS" not in os.environ and not any(a.startswith("--address") for a in argv):
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> None:
         args.append("--address=127.0.0.1")
     if os.environ.get("FLOWER_URL_PREFIX"):
         args.append(f"--url-prefix={os.environ['FLOWER_URL_PREFIX']}")
-    os.execvp("celery", args + argv)
+    os.execv(sys.executable, args + argv)
 
 
 if __name__ == "__main__":
