@@ -72,13 +72,18 @@ def record_job_start(*, kind: str, queue: str, wait_seconds: float, now: float |
 
 
 def _bucket_fields(seconds: float) -> list[str]:
-    return [f"le:{b}" for b in SECONDS_BUCKETS if seconds <= b]
+    """The one bucket an observation falls in (the smallest bound it does not pass). Buckets
+    are stored as plain counts, one HINCRBY per observation, and made cumulative at scrape."""
+    for bound in SECONDS_BUCKETS:
+        if seconds <= bound:
+            return [f"le:{bound}"]
+    return []
 
 
 @_safe
 def observe(histogram: str, labels: str, seconds: float) -> None:
-    """Add one observation; a hash per histogram holds cumulative bucket counts, sum, count
-    for each label set (label values joined with '|')."""
+    """Add one observation; a hash per histogram holds per-bucket counts, sum and count for
+    each label set (label values joined with '|')."""
     key = f"{PREFIX}h:{histogram}"
     pipe = redis_client().pipeline(transaction=False)
     for field in _bucket_fields(seconds):
@@ -108,7 +113,10 @@ def _histogram(name: str, doc: str, label_names: list[str], raw: dict[bytes, byt
         series.setdefault(tuple(labels), {})[part] = float(value)
     for labels, parts in sorted(series.items()):
         count = parts.get("count", 0.0)
-        buckets = [(str(b), parts.get(f"le:{b}", 0.0)) for b in SECONDS_BUCKETS]
+        buckets, running = [], 0.0
+        for bound in SECONDS_BUCKETS:
+            running += parts.get(f"le:{bound}", 0.0)
+            buckets.append((str(bound), running))
         buckets.append(("+Inf", count))
         family.add_metric(list(labels), buckets, parts.get("sum", 0.0))
     return family
