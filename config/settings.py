@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from here, not a CDN
+    "corsheaders",
     "apps.core",
     "apps.jobs",
     "apps.deadletters",
@@ -54,6 +55,9 @@ MIDDLEWARE = [
     "apps.core.request_id.RequestIdMiddleware",
     "apps.ops.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that may answer on its own (WhiteNoise, the body limit), so those answers
+    # carry CORS headers too and a browser client can read them.
+    "corsheaders.middleware.CorsMiddleware",
     # WhiteNoise serves the admin's static files from the app itself, so the admin has its
     # styles with DEBUG off and no separate web server in front.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -67,6 +71,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:index"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -127,6 +133,28 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# HTTPS only, in production (`manage.py check --deploy` wants these): redirect plain HTTP, and
+# tell browsers to remember (HSTS). Start HSTS small; preload only once sure it is permanent.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Load balancers and Prometheus probe these over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# CORS for browser clients on other origins (django-cors-headers): none unless listed, e.g.
+# CORS_ALLOWED_ORIGINS=https://app.example.com. Token auth, so no cookies cross origins.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "if-none-match",
+    "x-request-id",
+]
+CORS_EXPOSE_HEADERS = ["etag", "location", "retry-after", "idempotent-replayed", "x-request-id"]
 
 # --- API -------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
@@ -218,7 +246,17 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobs@localhost")
-JOB_MEDIA_ROOT = Path(env_str("JOB_MEDIA_ROOT") or (BASE_DIR / "var" / "media"))
+# Uploaded files and the files jobs make, through Django's storage API (default_storage):
+# a FileSystemStorage under MEDIA_ROOT unless STORAGES names another backend (a cloud bucket).
+# Never served as /media/: files leave only through the API, to their owner.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or env_str("JOB_MEDIA_ROOT") or (BASE_DIR / "var" / "media"))
+MEDIA_URL = "media/"
+JOB_MEDIA_ROOT = MEDIA_ROOT  # the older name
+# The largest file POST /api/v1/uploads accepts (413 above it).
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Long polls (GET /api/v1/jobs/{id}?wait=N) waiting at once per web process; past it a poll
+# answers at once. Each holds a gunicorn thread, so keep it under WEB_THREADS.
+JOB_WAIT_MAX_WAITERS = env_int("JOB_WAIT_MAX_WAITERS", max(1, env_int("WEB_THREADS", 4, minimum=1) // 2), minimum=0)
 
 # --- Celery (configured from these settings with the CELERY_ namespace) -----------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -242,7 +280,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # PostgreSQL holds every job's state; a Celery result backend would be a second, weaker copy.
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# No task-sent events: they double the cost of every publish (a batch of 1,000 spent half its
+# time on them). Flower still sees every task from the worker's received/started/succeeded.
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("WORKER_MAX_TASKS_PER_CHILD", 1000, minimum=1)
@@ -300,5 +340,8 @@ LOGGING = {
     "loggers": {
         # gunicorn's access log is its own; Django's request log would repeat every 4xx.
         "django.request": {"level": "ERROR"},
+        # With DEBUG on, Django logs every SQL statement with its parameters at DEBUG, and the
+        # token lookup's parameter is the client's token: never below INFO, whatever LOG_LEVEL.
+        "django.db.backends": {"level": "INFO"},
     },
 }

@@ -7,13 +7,25 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apps.core.errors import error_body
 
+# Room for a multipart body's boundaries and part headers around an upload's bytes; the view
+# checks the file's own size against UPLOAD_MAX_BYTES exactly.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def body_limit(path: str) -> int:
+    """The largest body an API path accepts: UPLOAD_MAX_BYTES for uploads, API_MAX_BODY_BYTES
+    (JSON) for everything else."""
+    if path.rstrip("/") == "/api/v1/uploads":
+        return settings.UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
+    return settings.API_MAX_BODY_BYTES
+
 
 class BodySizeLimitMiddleware:
     """Refuse an oversized API body with 413 before anything reads it.
 
     DRF's parsers read the request stream directly, bypassing Django's
     DATA_UPLOAD_MAX_MEMORY_SIZE check (which guards only `request.body`), so the limit is
-    enforced here from Content-Length.
+    enforced here from Content-Length, per path (`body_limit`).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -21,7 +33,7 @@ class BodySizeLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
-            limit = settings.API_MAX_BODY_BYTES
+            limit = body_limit(request.path)
             raw = request.META.get("CONTENT_LENGTH") or "0"
             try:
                 length = int(raw)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponseNotModified
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
@@ -11,9 +23,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.jobs import selectors, services
+from apps.core.errors import InvalidInput, NotFound
+from apps.jobs import notify, selectors, services
+from apps.jobs.models import TERMINAL_STATUSES, JobStatus
 from apps.jobs.registry import registry
-from apps.jobs.serializers import JobDetailOutput, JobListFilters, JobOutput, JobSubmitInput
+from apps.jobs.serializers import (
+    BATCH_MAX_JOBS,
+    ErrorResponse,
+    JobBatchOutput,
+    JobBatchSubmitInput,
+    JobDetailOutput,
+    JobListFilters,
+    JobOutput,
+    JobPageOutput,
+    JobSubmitInput,
+    KindListOutput,
+)
 
 
 class JobCursorPagination(CursorPagination):
@@ -27,10 +52,23 @@ def _request_id(request: Request) -> str:
     return request.headers.get("X-Request-ID", "")[:64]
 
 
+def _errors(*codes: int) -> dict[int, Any]:
+    """The error body (apps.core.errors) for each status an operation may answer with."""
+    return {code: ErrorResponse for code in codes}
+
+
+# Every authenticated operation may answer 401 (no or bad token) and 429 (request throttle).
+_COMMON_ERRORS = (401, 429)
+
+
 class JobListCreateApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(parameters=[JobListFilters], responses=JobOutput(many=True), operation_id="jobs_list")
+    @extend_schema(
+        parameters=[JobListFilters],
+        responses={200: JobPageOutput, **_errors(400, *_COMMON_ERRORS)},
+        operation_id="jobs_list",
+    )
     def get(self, request: Request) -> Response:
         filters = JobListFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -39,7 +77,22 @@ class JobListCreateApi(APIView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOutput(page, many=True, context={"request": request}).data)
 
-    @extend_schema(request=JobSubmitInput, responses={202: JobOutput}, operation_id="jobs_submit")
+    @extend_schema(
+        request=JobSubmitInput,
+        responses={202: JobOutput, **_errors(400, 413, 415, 422, 409, 503, *_COMMON_ERRORS)},
+        examples=[
+            OpenApiExample("sleep", value={"kind": "diagnostics.sleep", "payload": {"seconds": 2}}, request_only=True),
+        ],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Submit once per key for 24 hours; a retry with the same key gets the same job back.",
+            )
+        ],
+        operation_id="jobs_submit",
+    )
     def post(self, request: Request) -> Response:
         data = JobSubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -58,23 +111,248 @@ class JobListCreateApi(APIView):
         return Response(JobOutput(job, context={"request": request}).data, status=code, headers=headers)
 
 
+def _batch_errors(errors: Any) -> Any:
+    """DRF's errors for a batch, as one entry per bad job, named by its index."""
+    items = errors.get("jobs") if isinstance(errors, dict) else None
+    if isinstance(items, list):  # older DRF: one entry per job, empty for the good ones
+        items = dict(enumerate(items))
+    if not isinstance(items, dict) or not all(isinstance(i, int) and isinstance(e, dict) for i, e in items.items()):
+        return errors
+    return [
+        {
+            "index": index,
+            "code": "invalid_input",
+            "message": "; ".join(f"{field}: {' '.join(str(m) for m in messages)}" for field, messages in item.items()),
+            "details": item,
+        }
+        for index, item in sorted(items.items())
+        if item
+    ]
+
+
+class JobBatchSubmitApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=JobBatchSubmitInput,
+        responses={202: JobBatchOutput, **_errors(400, 413, 415, 503, *_COMMON_ERRORS)},
+        examples=[
+            OpenApiExample(
+                "two jobs",
+                value={"jobs": [{"kind": "diagnostics.noop", "payload": {}}, {"kind": "diagnostics.noop"}]},
+                request_only=True,
+            ),
+        ],
+        operation_id="jobs_submit_batch",
+        description=(
+            f"Submit up to {BATCH_MAX_JOBS} jobs in one transaction, all or nothing: a 400 lists every bad job "
+            "by its index and submits none. The answer lists the jobs in the order given. "
+            "Idempotency-Key is not supported here (400): retry a failed batch as a whole only when it "
+            "answered 4xx/5xx, or submit jobs one by one with keys."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        if "Idempotency-Key" in request.headers:
+            raise InvalidInput(
+                "Idempotency-Key is not supported for batches; submit jobs one by one to use it.",
+                code="idempotency_not_supported",
+            )
+        raw = request.data.get("jobs") if isinstance(request.data, dict) else None
+        if isinstance(raw, list) and len(raw) > BATCH_MAX_JOBS:
+            raise InvalidInput(
+                f"A batch holds at most {BATCH_MAX_JOBS} jobs; this one has {len(raw)}. Split it into smaller batches.",
+                code="batch_too_large",
+                details={"max_jobs": BATCH_MAX_JOBS, "jobs": len(raw)},
+            )
+        data = JobBatchSubmitInput(data=request.data)
+        if not data.is_valid():
+            raise InvalidInput(
+                "The batch is not valid, so no job was submitted; see details (one entry per bad job, by index).",
+                code="invalid_batch",
+                details=_batch_errors(data.errors),
+            )
+        jobs = services.job_submit_batch(
+            owner=request.user, jobs=data.validated_data["jobs"], request_id=_request_id(request)
+        )
+        body = {"jobs": JobOutput(jobs, many=True, context={"request": request}).data}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+# --- one job: conditional GET, Retry-After, long poll --------------------------------------
+
+
+@dataclass(frozen=True)
+class _JobVersion:
+    """What the validator is made of: cheap to read, without the payload or the result."""
+
+    job_id: str
+    updated_at: datetime
+    status: str
+    run_at: datetime | None
+
+    @property
+    def etag(self) -> str:
+        # Weak: the body also carries links built from the request's host, so two answers with
+        # one tag are equivalent, not byte-identical. Any write that a client can see moves
+        # updated_at (auto_now, or set by the services' updates), and the status is the
+        # validator's reason to exist, so it is in too.
+        raw = f"{self.job_id}|{self.updated_at.isoformat()}|{self.status}"
+        return f'W/"{hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()}"'
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def _job_version(*, owner: Any, job_id: object) -> _JobVersion:
+    row = (
+        selectors.job_list(owner=owner)
+        .filter(id=job_id)
+        .order_by()
+        .values_list("updated_at", "status", "run_at")
+        .first()
+    )
+    if row is None:
+        raise NotFound("No such job.", code="job_not_found")
+    return _JobVersion(str(job_id), *row)
+
+
+def _if_none_match(request: Request) -> set[str]:
+    """The entity tags of If-None-Match, compared weakly (RFC 9110 13.1.2): W/ is dropped."""
+    header = request.headers.get("If-None-Match", "")
+    tags = set()
+    for part in header.split(","):
+        tag = part.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag:
+            tags.add(tag)
+    return tags
+
+
+def _matches(tags: set[str], etag: str) -> bool:
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 <= seconds <= notify.WAIT_MAX_SECONDS:
+        raise InvalidInput(
+            f"wait must be a number of seconds from 0 to {notify.WAIT_MAX_SECONDS}; got {raw[:50]!r}.",
+            code="invalid_wait",
+            details={"max_seconds": notify.WAIT_MAX_SECONDS},
+        )
+    return seconds
+
+
+def _retry_after(version: _JobVersion) -> int | None:
+    """When to poll again: soon while queued or running; when due while waiting for run_at
+    (scheduled, or retrying after a backoff); bounded by RETRY_AFTER_MAX_SECONDS."""
+    if version.terminal:
+        return None
+    if version.status in (JobStatus.QUEUED, JobStatus.RETRYING) and version.run_at is not None:
+        due_in = (version.run_at - timezone.now()).total_seconds()
+        return max(1, min(settings.RETRY_AFTER_MAX_SECONDS, math.ceil(due_in)))
+    return 1
+
+
+def _release_database_connection() -> None:
+    """A long poll waits without a database connection: close it (it reopens on the next
+    query). Inside a transaction (ATOMIC_REQUESTS, tests) closing would break it; keep it."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _wait_for_change(*, owner: Any, job_id: object, seconds: float, tags: set[str]) -> _JobVersion:
+    """Hold the request until the job differs from what the client has (its If-None-Match,
+    or the state when the request arrived), the job ends, or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    with notify.JobWaiter(job_id) as waiter:
+        version = _job_version(owner=owner, job_id=job_id)  # after subscribing: no ring is missed
+        baseline = tags or {version.etag.removeprefix("W/")}
+        while waiter.active and not version.terminal and _matches(baseline, version.etag):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            _release_database_connection()
+            rang = waiter.wait(remaining)
+            # Read again even at the deadline: progress moves the tag without ringing.
+            version = _job_version(owner=owner, job_id=job_id)
+            if not rang:
+                break
+    return version
+
+
+def _polling_headers(version: _JobVersion) -> dict[str, str]:
+    headers = {"ETag": version.etag, "Cache-Control": "private, no-cache"}
+    retry_after = _retry_after(version)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return headers
+
+
 class JobDetailApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        responses=JobDetailOutput,
+        responses={
+            200: JobDetailOutput,
+            304: OpenApiResponse(description="Not modified: the job still matches If-None-Match."),
+            **_errors(400, 404, *_COMMON_ERRORS),
+        },
         operation_id="jobs_retrieve",
-        parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)],
+        parameters=[
+            OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+            OpenApiParameter(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": notify.WAIT_MAX_SECONDS},
+                OpenApiParameter.QUERY,
+                description=(
+                    f"Hold the request up to this many seconds (0 to {notify.WAIT_MAX_SECONDS}) until the job "
+                    "changes from If-None-Match (or from its state when the request arrived), or ends."
+                ),
+            ),
+            OpenApiParameter(
+                "If-None-Match",
+                str,
+                OpenApiParameter.HEADER,
+                description="The ETag of the last answer: 304 with no body while the job is unchanged.",
+            ),
+        ],
     )
-    def get(self, request: Request, job_id: str) -> Response:
+    def get(self, request: Request, job_id: str) -> Any:
+        wait = _wait_seconds(request)
+        tags = _if_none_match(request)
+        version: _JobVersion | None = None
+        if wait > 0:
+            version = _wait_for_change(owner=request.user, job_id=job_id, seconds=wait, tags=tags)
+        elif tags:
+            version = _job_version(owner=request.user, job_id=job_id)
+        if version is not None and tags and _matches(tags, version.etag):
+            response = HttpResponseNotModified()
+            for name, value in _polling_headers(version).items():
+                response[name] = value
+            return response
         job = selectors.job_get(owner=request.user, job_id=job_id)
-        return Response(JobDetailOutput(job, context={"request": request}).data)
+        version = _JobVersion(str(job.id), job.updated_at, job.status, job.run_at)
+        return Response(JobDetailOutput(job, context={"request": request}).data, headers=_polling_headers(version))
 
 
 class JobCancelApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=None, responses={202: JobOutput, 409: None}, operation_id="jobs_cancel")
+    @extend_schema(
+        request=None,
+        responses={202: JobOutput, **_errors(404, 409, *_COMMON_ERRORS)},
+        operation_id="jobs_cancel",
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+    )
     def post(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(owner=request.user, job_id=job_id)
         job = services.job_cancel(job=job)
@@ -84,6 +362,6 @@ class JobCancelApi(APIView):
 class KindListApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: dict}, operation_id="kinds_list")
+    @extend_schema(responses={200: KindListOutput, **_errors(*_COMMON_ERRORS)}, operation_id="kinds_list")
     def get(self, request: Request) -> Response:
         return Response({"kinds": [k.describe() for k in registry]})

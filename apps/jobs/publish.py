@@ -4,11 +4,17 @@ to `transaction.on_commit`; anything that publishes outside a commit says so in 
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterable
+from typing import Any
 
+from celery.events import Event
+from celery.utils.time import utcoffset
 from django.db import transaction
 from django.utils import timezone
+from kombu.utils.json import dumps as json_dumps
+from kombu.utils.uuid import uuid
 
 from config.celery import app as celery_app
 
@@ -20,17 +26,169 @@ DEAD_LETTER_TASK = "platform.dead_letter"
 # Fail fast when Redis is away: the job is already committed, and the relay publishes it
 # once Redis answers again. Blocking the request for Celery's default retries helps no one.
 _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+_CONNECT_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def _send(kind: str, job_id: str, queue: str, request_id: str = "") -> None:
-    celery_app.send_task(
-        kind,
-        args=[job_id],
-        queue=queue,
-        headers={"request_id": request_id} if request_id else None,
-        retry=True,
-        retry_policy=_PUBLISH_RETRY_POLICY,
+class _Messages:
+    """Task messages for many jobs, the same ones `celery_app.send_task` would send, built at
+    a fraction of its cost.
+
+    send_task spends about 0.4 ms of Python per message (routing, option merging, declaring
+    the queue again, signals): most of a 1,000-job batch's time. Here Celery's own protocol
+    code (amqp.as_task_v2) builds one message per (kind, request id), and each job gets a copy
+    with its own task id and arguments. Messages go to the queue by name through the anonymous
+    exchange, as send_task routes a queue name on Redis."""
+
+    def __init__(self) -> None:
+        self.amqp = celery_app.amqp
+        self.send_events = bool(celery_app.conf.task_send_sent_event)
+        self.templates: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any], tuple[Any, ...]]] = {}
+
+    def build(self, kind: str, job_id: str, request_id: str) -> tuple[dict, dict, tuple, dict | None]:
+        template = self.templates.get((kind, request_id))
+        if template is None:
+            headers, properties, body, _ = self.amqp.as_task_v2(
+                "", kind, args=[], reply_to=celery_app.thread_oid, ignore_result=None, create_sent_event=False
+            )
+            if request_id:
+                headers["request_id"] = request_id
+            template = self.templates[(kind, request_id)] = (headers, properties, body)
+        headers, properties, body = template
+        task_id = uuid()
+        args = [job_id]
+        argsrepr = repr(args)
+        headers = {**headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr}
+        properties = {**properties, "correlation_id": task_id}
+        sent_event = None
+        if self.send_events:
+            sent_event = {
+                "uuid": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "name": kind,
+                "args": argsrepr,
+                "kwargs": headers["kwargsrepr"],
+                "retries": 0,
+                "eta": None,
+                "expires": None,
+            }
+        return headers, properties, (args, *body[1:]), sent_event
+
+
+_event_dispatcher: Any = None
+
+
+def _events() -> Any:
+    # Like Celery's own: not enabled, since every publish hands it the producer to use.
+    global _event_dispatcher
+    if _event_dispatcher is None:
+        _event_dispatcher = celery_app.events.Dispatcher(enabled=False)
+    return _event_dispatcher
+
+
+def _publish_all(batch: list[tuple[str, str, str, str]]) -> None:
+    """Publish every job through one producer: all the messages reach the broker, or this
+    raises. With sent events on (Flower), each job's `task-sent` event goes too."""
+    with celery_app.producer_or_acquire() as producer:
+        # Connect (or fail) fast: kombu would otherwise retry the connection for seconds
+        # before the first declare, holding the request while Redis is away.
+        producer.connection.ensure_connection(**_CONNECT_RETRY_POLICY)
+        if producer.connection.transport.driver_type == "redis":
+            _publish_redis_pipeline(producer, batch)
+        else:
+            _publish_kombu_batch(producer, batch)
+
+
+def _task_sent_event(events: Any, sent_event: dict[str, Any], queue: str) -> dict[str, Any]:
+    """What EventDispatcher.publish("task-sent", ...) would send for a job."""
+    sent_event.update({"queue": queue, "exchange": "", "routing_key": queue})
+    return Event(
+        "task-sent",
+        hostname=events.hostname,
+        utcoffset=utcoffset(),
+        pid=events.pid,
+        clock=events.clock.forward(),
+        **sent_event,
     )
+
+
+def _publish_kombu_batch(producer: Any, batch: list[tuple[str, str, str, str]]) -> None:
+    """Any transport: kombu's Producer.publish for each message, in one kombu batch."""
+    messages = _Messages()
+    events = _events() if messages.send_events else None
+    declared: set[str] = set()
+    with producer.batch(max_size=2 * len(batch) + 2):
+        for job_id, kind, queue, request_id in batch:
+            headers, properties, body, sent_event = messages.build(kind, str(job_id), request_id)
+            producer.publish(
+                body,
+                exchange="",
+                routing_key=queue,
+                serializer="json",
+                headers=headers,
+                delivery_mode=2,
+                declare=None if queue in declared else [messages.amqp.queues[queue]],
+                retry=False,
+                **properties,
+            )
+            declared.add(queue)
+            if events is not None and sent_event is not None:
+                producer.publish(
+                    _task_sent_event(events, sent_event, queue),
+                    routing_key="task.sent",
+                    exchange=events.exchange.name,
+                    retry=False,
+                    declare=None if "\0events" in declared else [events.exchange],
+                    serializer=events.serializer,
+                    headers=events.headers,
+                    delivery_mode=events.delivery_mode,
+                )
+                declared.add("\0events")
+
+
+def _redis_envelope(payload: Any, headers: dict[str, Any], properties: dict[str, Any], exchange: str, key: str) -> str:
+    """A message as kombu's Redis transport stores it: Channel.prepare_message, then
+    basic_publish's base64 body, delivery tag and delivery info."""
+    return json_dumps(
+        {
+            "body": base64.b64encode(json_dumps(payload).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": {
+                **properties,
+                "delivery_info": {"exchange": exchange, "routing_key": key},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": uuid(),
+            },
+        }
+    )
+
+
+def _publish_redis_pipeline(producer: Any, batch: list[tuple[str, str, str, str]]) -> None:
+    """Redis: the messages kombu would write, written in one pipeline. Producer.publish costs
+    about 40 us of Python per message (two per job with sent events); this a third of that.
+    tests/unit/test_batch.py holds these messages and events equal to Celery's own."""
+    messages = _Messages()
+    events = _events() if messages.send_events else None
+    channel = producer.channel
+    for queue in {queue for _, _, queue, _ in batch}:
+        producer.maybe_declare(messages.amqp.queues[queue])
+    if events is not None:
+        producer.maybe_declare(events.exchange)
+        event_topic = channel._get_publish_topic(events.exchange.name, "task.sent")
+        event_properties = {"delivery_mode": events.delivery_mode}
+    pipe = channel.client.pipeline(transaction=False)
+    for job_id, kind, queue, request_id in batch:
+        headers, properties, body, sent_event = messages.build(kind, str(job_id), request_id)
+        # Priority 0: the queue's own list (kombu suffixes only other priorities).
+        pipe.lpush(queue, _redis_envelope(body, headers, {**properties, "delivery_mode": 2}, "", queue))
+        if events is not None and sent_event is not None:
+            event = _task_sent_event(events, sent_event, queue)
+            envelope = _redis_envelope(event, events.headers, event_properties, events.exchange.name, "task.sent")
+            pipe.publish(event_topic, envelope)
+    pipe.execute()
 
 
 def publish_jobs_rollback_unsafe(jobs: Iterable[tuple[str, str, str, str]]) -> list[str]:
@@ -39,16 +197,25 @@ def publish_jobs_rollback_unsafe(jobs: Iterable[tuple[str, str, str, str]]) -> l
     could receive a job that never existed. Use `job_publish_on_commit` there."""
     from apps.jobs.models import Job
 
-    sent: list[str] = []
-    for job_id, kind, queue, request_id in jobs:
-        try:
-            _send(kind, str(job_id), queue, request_id)
-        except Exception as exc:  # the broker is unreachable; the relay will retry
-            logger.warning("could not publish job %s (%s): %s; the relay will publish it", job_id, kind, exc)
-            break
-        sent.append(str(job_id))
-    if sent:
-        Job.objects.filter(id__in=sent, published_at__isnull=True).update(published_at=timezone.now())
+    batch = list(jobs)
+    if not batch:
+        return []
+    try:
+        _publish_all(batch)
+    except Exception as exc:  # the broker is unreachable; the relay will publish them
+        # Some messages may have reached Redis before the error: the relay sends those again,
+        # and the claim drops the duplicate.
+        logger.warning(
+            "could not publish %d job(s) (first %s, %s): %s; the relay will publish them",
+            len(batch),
+            batch[0][0],
+            batch[0][1],
+            exc,
+        )
+        return []
+    sent = [str(job_id) for job_id, *_ in batch]
+    # One UPDATE marks the whole batch published.
+    Job.objects.filter(id__in=sent, published_at__isnull=True).update(published_at=timezone.now())
     return sent
 
 

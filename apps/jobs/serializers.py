@@ -9,17 +9,24 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.jobs.models import Job, JobAttempt, JobStatus
-from apps.jobs.registry import PRIORITIES
+from apps.jobs.models import Job, JobAttempt, JobStatus, Priority
+
+# The most jobs one POST /api/v1/jobs/batch may carry.
+BATCH_MAX_JOBS = 1000
 
 
 class JobSubmitInput(serializers.Serializer):
     kind = serializers.CharField(max_length=100)
     payload = serializers.JSONField(default=dict)
-    priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
+    # The model's choices, so the OpenAPI schema has one PriorityEnum, not two.
+    priority = serializers.ChoiceField(choices=Priority.choices, required=False)
     run_at = serializers.DateTimeField(required=False, allow_null=True)
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100)
     callback_url = serializers.URLField(required=False, allow_blank=True, max_length=2000)
+
+
+class JobBatchSubmitInput(serializers.Serializer):
+    jobs = JobSubmitInput(many=True, allow_empty=False, max_length=BATCH_MAX_JOBS)
 
 
 class JobListFilters(serializers.Serializer):
@@ -42,6 +49,9 @@ class ErrorOutput(serializers.Serializer):
 class LinksOutput(serializers.Serializer):
     self = serializers.URLField()
     cancel = serializers.URLField()
+
+
+_LINK_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
 
 class JobOutput(serializers.ModelSerializer):
@@ -82,11 +92,17 @@ class JobOutput(serializers.ModelSerializer):
 
     @extend_schema_field(LinksOutput)
     def get_links(self, job: Job) -> dict[str, str]:
-        request = self.context.get("request")
-        paths = {"self": reverse("job-detail", args=[job.id]), "cancel": reverse("job-cancel", args=[job.id])}
-        if request is None:
-            return paths
-        return {name: request.build_absolute_uri(path) for name, path in paths.items()}
+        # Resolved once per serializer (a batch answer has 1,000 jobs), then filled in per job.
+        templates = self.context.get("_link_templates")
+        if templates is None:
+            request = self.context.get("request")
+            templates = {}
+            for name, view in (("self", "job-detail"), ("cancel", "job-cancel")):
+                path = reverse(view, args=[_LINK_PLACEHOLDER])
+                templates[name] = request.build_absolute_uri(path) if request is not None else path
+            self.context["_link_templates"] = templates
+        job_id = str(job.id)
+        return {name: template.replace(_LINK_PLACEHOLDER, job_id) for name, template in templates.items()}
 
 
 class AttemptOutput(serializers.ModelSerializer):
@@ -114,3 +130,52 @@ class JobDetailOutput(JobOutput):
     class Meta(JobOutput.Meta):
         fields = [*JobOutput.Meta.fields, "history"]
         read_only_fields = fields
+
+
+class JobBatchOutput(serializers.Serializer):
+    jobs = JobOutput(many=True)
+
+
+class JobPageOutput(serializers.Serializer):
+    """A page of the cursor-paginated list."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = JobOutput(many=True)
+
+
+class KindRetryOutput(serializers.Serializer):
+    base_seconds = serializers.FloatField()
+    max_seconds = serializers.FloatField()
+    backoff = serializers.CharField()
+
+
+class KindOutput(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    input_schema = serializers.JSONField(help_text="The JSON Schema (2020-12) a payload of this kind must fit.")
+    priority = serializers.ChoiceField(choices=Priority.choices)
+    queue = serializers.CharField()
+    max_attempts = serializers.IntegerField()
+    soft_time_limit = serializers.FloatField()
+    time_limit = serializers.FloatField()
+    rate_limit = serializers.CharField(allow_null=True)
+    concurrency = serializers.IntegerField(allow_null=True)
+    retry = KindRetryOutput()
+
+
+class KindListOutput(serializers.Serializer):
+    kinds = KindOutput(many=True)
+
+
+# --- the error body every endpoint answers with (apps.core.errors) -----------------------
+
+
+class ErrorDetailOutput(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, for programs to match on.")
+    message = serializers.CharField(help_text="For a person to act on.")
+    details = serializers.JSONField(required=False, help_text="What exactly was wrong, when there is more to say.")
+
+
+class ErrorResponse(serializers.Serializer):
+    error = ErrorDetailOutput()

@@ -3,6 +3,7 @@ business logic of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,8 +17,8 @@ from typing import Any, TypeVar
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, JSONField, Q
 from django.utils import timezone
 
 from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unavailable, Unprocessable
@@ -222,6 +223,103 @@ def _job_create(
     return job
 
 
+def job_submit_batch(*, owner: AbstractBaseUser, jobs: list[dict[str, Any]], request_id: str = "") -> list[Job]:
+    """Submit many jobs, all or nothing. Every job is checked first and a 400 names each bad
+    one by its index; the whole batch is admission-checked per queue (depth and the client's
+    in-flight count, each with that queue's share of the batch), written with one statement
+    in one transaction, and published together after the commit. Each item has the keys of
+    a single submission (kind, payload, priority, run_at, max_attempts, callback_url)."""
+    checked: list[tuple[Kind, str, int, str, dict[str, Any]]] = []
+    errors: list[dict[str, Any]] = []
+    for index, spec in enumerate(jobs):
+        try:
+            k, priority, max_attempts = job_validate(
+                kind=spec["kind"],
+                payload=spec.get("payload", {}),
+                priority=spec.get("priority"),
+                max_attempts=spec.get("max_attempts"),
+            )
+            callback_url = job_validate_callback_url(spec.get("callback_url"))
+        except InvalidInput as exc:
+            error = {"index": index, "code": exc.code, "message": exc.message}
+            if exc.details is not None:
+                error["details"] = exc.details
+            errors.append(error)
+            continue
+        checked.append((k, priority, max_attempts, callback_url, spec))
+    if errors:
+        first = errors[0]
+        raise InvalidInput(
+            f"{len(errors)} of {len(jobs)} jobs are not valid, so none was submitted. "
+            f"Job {first['index']}: {first['message']}",
+            code="invalid_batch",
+            details=errors,
+        )
+    per_queue: dict[str, int] = {}
+    for k, priority, *_ in checked:
+        queue = k.queue_for(priority)
+        per_queue[queue] = per_queue.get(queue, 0) + 1
+    for queue, count in per_queue.items():
+        job_admission_check(owner=owner, queue=queue, count=count)
+
+    now = timezone.now()
+    rows = []
+    for position, (k, priority, max_attempts, callback_url, spec) in enumerate(checked):
+        run_at = spec.get("run_at")
+        rows.append(
+            Job(
+                owner=owner,
+                kind=k.name,
+                payload=spec.get("payload", {}),
+                priority=priority,
+                queue=k.queue_for(priority),
+                max_attempts=max_attempts,
+                attempt_allowance=max_attempts,
+                # A microsecond apart, so the list (newest first) keeps the batch's order.
+                created_at=now + timedelta(microseconds=position),
+                run_at=run_at if run_at is not None and run_at > now else None,
+                request_id=request_id[:64],
+                callback_url=callback_url,
+            )
+        )
+    with transaction.atomic():
+        _jobs_insert(rows)
+        due = [job for job in rows if job.run_at is None]
+        job_publish_on_commit((str(job.id), job.kind, job.queue, job.request_id) for job in due)
+        transaction.on_commit(lambda: signals.jobs_submitted.send(sender=Job, jobs=rows))
+    return rows
+
+
+def _jobs_insert(jobs: list[Job]) -> None:
+    """Insert new jobs with one statement. On PostgreSQL that is a COPY: bulk_create spends
+    about 0.1 ms of Python per row compiling its INSERT (most of a 1,000-job batch's time),
+    COPY a tenth of that for the same rows. Other databases get bulk_create."""
+    if connection.vendor != "postgresql":
+        Job.objects.bulk_create(jobs)
+        return
+    from psycopg.types.json import Jsonb
+
+    now = timezone.now()
+    fields = Job._meta.concrete_fields
+    json_columns = [i for i, f in enumerate(fields) if isinstance(f, JSONField)]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = f"COPY {connection.ops.quote_name(Job._meta.db_table)} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor:
+        # Counted and logged like any other query (DEBUG's query log, django_assert_num_queries).
+        logged = cursor.debug_sql(sql) if hasattr(cursor, "debug_sql") else contextlib.nullcontext()
+        with logged, cursor.cursor.copy(sql) as copy:
+            for job in jobs:
+                job.updated_at = now  # auto_now, as save() and bulk_create set it
+                values = [getattr(job, f.attname) for f in fields]
+                for i in json_columns:
+                    if values[i] is not None:
+                        values[i] = Jsonb(values[i])
+                copy.write_row(values)
+    for job in jobs:
+        job._state.adding = False
+        job._state.db = connection.alias
+
+
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
@@ -421,6 +519,10 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         ).get(id=job_id)
         JobAttempt.objects.create(
             job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now, outcome=JobAttempt.Outcome.RUNNING
+        )
+        # robust: a follower's failure (Redis away) is logged and never undoes or breaks a claim.
+        transaction.on_commit(
+            lambda: signals.job_started.send(sender=Job, job_id=str(job.id), kind=job.kind), robust=True
         )
     return Claim(
         job_id=str(job.id),

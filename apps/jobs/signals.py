@@ -5,6 +5,8 @@ from django.dispatch import Signal
 
 # jobs: list[Job], freshly committed as queued (or scheduled).
 jobs_submitted = Signal()
+# job_id, kind: a worker claimed a queued job (queued -> running).
+job_started = Signal()
 # job: Job that reached succeeded, failed or cancelled.
 job_finished = Signal()
 # job: Job whose attempt failed and that waits out a backoff before the next one.

@@ -58,8 +58,9 @@ def png_base64(width: int, height: int, mode: str = "RGB") -> str:
 
 @pytest.fixture
 def media(settings, tmp_path: Path) -> Path:
-    settings.JOB_MEDIA_ROOT = tmp_path
-    return tmp_path
+    """default_storage's root for the test; a job's files are under jobs/<job id>/."""
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path / "jobs"
 
 
 # --- images.thumbnail -------------------------------------------------------------------------
@@ -77,8 +78,8 @@ def test_it_writes_one_thumbnail_per_size_keeping_the_aspect_ratio(media):
         (64, 64, 32, "PNG"),
     ]
     for thumb in thumbs:
-        path = media / thumb["file"]
-        assert path.parent == media / "a1"
+        path = media / "a1" / thumb["file"]
+        assert path.is_file()
         assert path.name == f"thumbnail-{thumb['size']}.png"
         data = path.read_bytes()
         assert thumb["bytes"] == len(data)
@@ -118,7 +119,7 @@ def test_it_writes_the_format_asked_for(media, fmt, pillow_format, ext, mode):
 
     (thumb,) = images.thumbnail(FakeContext(job_id=f"f-{fmt}"), payload)["thumbnails"]
 
-    path = media / thumb["file"]
+    path = media / f"f-{fmt}" / thumb["file"]
     assert path.name == f"thumbnail-30.{ext}"
     assert thumb["format"] == pillow_format
     assert thumb["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -211,6 +212,9 @@ def test_an_image_over_the_pixel_limit_is_refused(media, monkeypatch):
         {"image_base64": "", "sizes": [16]},
         {"sizes": [16]},
         {"image_base64": "aGk="},
+        {"image_base64": "aGk=", "upload_id": "0b6f0f5e-7b7a-4f0e-9d57-1b1f2f6f8f11", "sizes": [16]},
+        {"upload_id": "not-a-uuid", "sizes": [16]},
+        {"upload_id": 42, "sizes": [16]},
     ],
 )
 def test_the_thumbnail_schema_refuses_payloads_out_of_range(payload):
@@ -222,6 +226,7 @@ def test_the_thumbnail_schema_accepts_the_range_it_documents():
 
     assert k.payload_errors({"image_base64": "aGk=", "sizes": [8, 2048], "format": "webp"}) == []
     assert k.payload_errors({"image_base64": "aGk=", "sizes": list(range(8, 16))}) == []
+    assert k.payload_errors({"upload_id": "0b6f0f5e-7b7a-4f0e-9d57-1b1f2f6f8f11", "sizes": [64]}) == []
 
 
 # --- diagnostics ------------------------------------------------------------------------------

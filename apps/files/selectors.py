@@ -1,0 +1,41 @@
+"""Reads of uploads and of the files jobs made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from apps.core.errors import NotFound
+from apps.files.models import Upload
+
+
+def upload_get(*, owner: AbstractBaseUser | Any, upload_id: object) -> Upload:
+    """One of the owner's uploads; someone else's is as absent as one that never existed."""
+    owner_id = getattr(owner, "pk", owner)
+    try:
+        return Upload.objects.get(id=upload_id, owner_id=owner_id)
+    except (Upload.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such upload.", code="upload_not_found") from None
+
+
+def job_file_path(job_id: object, name: str) -> str:
+    """Where a job's file lives in default_storage."""
+    return f"jobs/{job_id}/{name}"
+
+
+def job_file_names(result: Any) -> set[str]:
+    """The file names a job's result offers: every `file` string in it, at any depth (a kind
+    lists the files it made as entries carrying a `file` name)."""
+    names: set[str] = set()
+    stack = [result]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            value = item.get("file")
+            if isinstance(value, str):
+                names.add(value)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return names

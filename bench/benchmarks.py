@@ -1,0 +1,595 @@
+"""The six benchmarks. Each one puts the stack in the state it needs (a worker running or not),
+measures, and adds its rows and notes to the report; none asserts anything."""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.client import Client, load, percentile
+from bench.report import Report, fmt_ms, fmt_rate
+from bench.stack import ROOT, BenchError, Stack, log
+
+NOOP = {"kind": "diagnostics.noop", "payload": {}}
+NOOP_BODY = json.dumps(NOOP).encode()
+TERMINAL = ("succeeded", "failed", "cancelled")
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    drain_jobs: int = 4000
+    drain_rounds: int = 3
+    api_clients: tuple[int, ...] = (1, 16, 64)
+    api_requests: int = 3000  # per endpoint and concurrency, bounded by api_seconds too
+    api_seconds: float = 15.0
+    batches: int = 10
+    latency_jobs: int = 200
+    scale_rows: int = 1_000_000
+    scale_samples: int = 200
+    sweep_repeats: int = 20
+    recovery_sleep: float = 120.0
+
+
+QUICK = Sizes(
+    drain_jobs=500,
+    drain_rounds=1,
+    api_requests=300,
+    api_seconds=3.0,
+    batches=2,
+    latency_jobs=20,
+    scale_rows=50_000,
+    scale_samples=30,
+    sweep_repeats=5,
+)
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def _batch_body(count: int) -> bytes:
+    return json.dumps({"jobs": [NOOP] * count}).encode()
+
+
+def _met(value: float, goal: float, *, below: bool) -> bool:
+    return (value < goal) if below else (value >= goal)
+
+
+# --- 4. submit to start -----------------------------------------------------------------
+
+
+def latency(stack: Stack, report: Report, sizes: Sizes) -> None:
+    stack.start_worker()
+    stack.wait_idle(120)
+    client = stack.client()
+    waits, posts = [], []
+    for _ in range(sizes.latency_jobs):
+        t0 = time.perf_counter()
+        status, job = client.json("POST", "/api/v1/jobs", NOOP)
+        posts.append((time.perf_counter() - t0) * 1000)
+        if status != 202:
+            raise BenchError(f"POST /api/v1/jobs answered {status}: {str(job)[:200]}")
+        deadline = time.monotonic() + 30
+        while job["status"] not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise BenchError(f"job {job['id']} was still {job['status']} after 30 s")
+            # A bounded long poll: the answer comes when the job changes.
+            status, job = client.json("GET", f"/api/v1/jobs/{job['id']}?wait=5")
+            if status != 200:
+                raise BenchError(f"GET /api/v1/jobs/{{id}} answered {status}")
+        if job["status"] != "succeeded" or not job.get("started_at"):
+            raise BenchError(f"job {job['id']} ended {job['status']}")
+        waits.append((_ts(job["started_at"]) - _ts(job["created_at"])) * 1000)
+    p50, p99 = percentile(waits, 50), percentile(waits, 99)
+    report.add(4, "started_at - created_at, p50", fmt_ms(p50), "< 20 ms", _met(p50, 20, below=True))
+    report.add(4, "started_at - created_at, p99", fmt_ms(p99))
+    report.note(
+        4,
+        f"{len(waits)} diagnostics.noop jobs, one at a time on an idle platform (one worker, beat, web); each "
+        f"submitted with POST /api/v1/jobs, then followed with GET /api/v1/jobs/{{id}}?wait=5 until it ended. "
+        f"The POST itself took {fmt_ms(percentile(posts, 50))} at p50 (client side).",
+    )
+
+
+# --- 1. worker drain ----------------------------------------------------------------------
+
+
+def _platform_drain(stack: Stack, jobs: int) -> dict[str, Any]:
+    stack.wait_idle(120)
+    client = stack.client()
+    mode = "batch"
+    bodies = {size: _batch_body(size) for size in {BATCH_SIZE, jobs % BATCH_SIZE or BATCH_SIZE}}
+    t0 = time.perf_counter()
+    submitted = 0
+    while submitted < jobs:
+        size = min(BATCH_SIZE, jobs - submitted)
+        status, _, data = client.request("POST", "/api/v1/jobs/batch", bodies[size])
+        if status in (404, 405) and submitted == 0:
+            mode = "single"
+            break
+        if status != 202:
+            raise BenchError(f"POST /api/v1/jobs/batch answered {status}: {data[:200]!r}")
+        submitted += size
+    if mode == "single":
+        _submit_singly(stack, jobs)
+    submit_seconds = time.perf_counter() - t0
+    deadline = time.monotonic() + 120 + jobs / 10
+    while stack.active_jobs():
+        if time.monotonic() > deadline:
+            raise BenchError(f"{stack.active_jobs()} jobs still active {time.perf_counter() - t0:.0f} s after submit")
+        time.sleep(0.02)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "submit_seconds": submit_seconds, "mode": mode}
+
+
+def _submit_singly(stack: Stack, jobs: int, threads: int = 16) -> None:
+    """The fallback while POST /api/v1/jobs/batch does not exist: one POST per job."""
+    per_thread = [jobs // threads + (1 if i < jobs % threads else 0) for i in range(threads)]
+
+    def submit(count: int) -> None:
+        client = stack.client()
+        for _ in range(count):
+            status, _, data = client.request("POST", "/api/v1/jobs", NOOP_BODY)
+            if status != 202:
+                raise BenchError(f"POST /api/v1/jobs answered {status}: {data[:200]!r}")
+
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(submit, n) for n in per_thread]:
+            future.result()
+
+
+def _baseline_drain(stack: Stack, system: str, jobs: int) -> dict[str, Any]:
+    db = {"plain": 3, "dcr": 4}[system]
+    env = {**stack.env, "BENCH_BROKER_URL": stack.redis_url(db), "PYTHONPATH": str(ROOT)}
+    module = "bench.plain_celery"
+    if system == "dcr":
+        stack.dcr_migrate()
+        env["DJANGO_SETTINGS_MODULE"] = "bench.dcr_settings"
+        module = "bench.dcr_celery"
+    stack.redis(db).flushdb()
+    worker = stack.spawn(
+        f"{system}-worker",
+        f"celery -A {module} worker --loglevel=WARNING --concurrency={stack.worker_concurrency} "
+        f"--prefetch-multiplier=1 --without-mingle --without-gossip -n bench-{system}@%h",
+        env=env,
+    )
+    try:
+        out = stack.python("bench.baseline", system, str(jobs), env=env, timeout=300 + jobs / 5)
+    finally:
+        stack.stop(worker)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
+    n = sizes.drain_jobs
+    runs: dict[str, list[dict[str, Any]]] = {"platform": [], "plain": [], "dcr": []}
+    for round_ in range(1, sizes.drain_rounds + 1):
+        # Interleaved rounds, so a noisy neighbour on the machine hurts all three alike.
+        stack.start_worker()
+        runs["platform"].append(_platform_drain(stack, n))
+        stack.stop_worker()  # the platform's worker must not compete with the baselines
+        runs["plain"].append(_baseline_drain(stack, "plain", n))
+        runs["dcr"].append(_baseline_drain(stack, "dcr", n))
+        log(
+            f"drain round {round_}: "
+            + ", ".join(f"{name} {n / r[-1]['seconds']:.0f} jobs/s" for name, r in runs.items())
+        )
+    rate = {name: statistics.median(n / r["seconds"] for r in rs) for name, rs in runs.items()}
+    mode = runs["platform"][0]["mode"]
+    report.add(1, f"platform: {n:,} diagnostics.noop jobs", fmt_rate(rate["platform"], "jobs/s"))
+    report.add(1, "plain Celery: same no-op tasks", fmt_rate(rate["plain"], "jobs/s"))
+    report.add(1, "Celery + django-celery-results (PostgreSQL)", fmt_rate(rate["dcr"], "jobs/s"))
+    ratio_plain = rate["platform"] / rate["plain"]
+    ratio_dcr = rate["platform"] / rate["dcr"]
+    report.add(1, "platform / plain Celery", f"{ratio_plain:.2f}", "≥ 0.6", ratio_plain >= 0.6)
+    report.add(1, "platform / Celery + django-celery-results", f"{ratio_dcr:.2f}", "≥ 3", ratio_dcr >= 3)
+    failed = stack.sql("SELECT count(*) FROM jobs_job WHERE kind = 'diagnostics.noop' AND status <> 'succeeded'")[0][0]
+    submit = statistics.median(r["submit_seconds"] for r in runs["platform"])
+    how = (
+        f"submitted with POST /api/v1/jobs/batch in batches of {BATCH_SIZE} (median {submit:.2f} s for all of them)"
+        if mode == "batch"
+        else f"submitted one by one with POST /api/v1/jobs from 16 threads (POST /api/v1/jobs/batch answered "
+        f"404/405; median {submit:.2f} s for all of them)"
+    )
+    report.note(
+        1,
+        f"Median of {sizes.drain_rounds} interleaved round(s) of {n:,} jobs each; each figure runs from the first "
+        f"submit (or publish) until the last job is done. Platform: {how}, done when PostgreSQL holds no queued, "
+        f"running or retrying job; {failed} job(s) did not succeed. The worker is the Procfile's "
+        f"(concurrency {stack.worker_concurrency}, prefetch 1, late acks, events on, a pool process replaced every "
+        f"{stack.env.get('WORKER_MAX_TASKS_PER_CHILD', '1000')} jobs by WORKER_MAX_TASKS_PER_CHILD); web and beat "
+        f"stay up throughout.",
+    )
+    report.note(
+        1,
+        f"Baselines, with the platform's worker stopped: the same Redis server (databases 3 and 4), a worker with "
+        f"--concurrency={stack.worker_concurrency} --prefetch-multiplier=1, acks_late, no events; N tasks published "
+        f"through one producer (apply_async). Plain Celery (bench/plain_celery.py) ignores results, each task "
+        f"counts itself in Redis. Celery + django-celery-results (bench/dcr_settings.py, bench/dcr_celery.py): "
+        f"result_backend 'django-db', task_track_started, the same PostgreSQL database and connection settings; "
+        f"done when N SUCCESS rows are there.",
+    )
+    per_round = "; ".join(
+        f"round {i + 1}: " + ", ".join(f"{name} {n / runs[name][i]['seconds']:.0f}" for name in runs)
+        for i in range(sizes.drain_rounds)
+    )
+    report.note(1, f"jobs/s by round: {per_round}.")
+
+
+# --- 6. crash recovery ------------------------------------------------------------------------
+
+
+def recovery(stack: Stack, report: Report, sizes: Sizes) -> None:
+    worker = stack.start_worker()
+    stack.wait_idle(120)
+    count = stack.worker_concurrency
+    ids = [stack.submit("diagnostics.sleep", {"seconds": sizes.recovery_sleep})["id"] for _ in range(count)]
+
+    def running(attempt: int) -> bool:
+        rows = stack.sql(
+            "SELECT count(*) FROM jobs_job WHERE id = ANY(%s::uuid[]) AND status = 'running' AND attempts >= %s",
+            [ids, attempt],
+        )
+        return rows[0][0] == len(ids)
+
+    Stack._wait(lambda: running(1), 60, "the diagnostics.sleep jobs did not start")
+    time.sleep(1.0)
+    killed = time.time()
+    stack.stop(worker, sig=signal.SIGKILL)  # kill -9, the whole process group
+    stack.start_worker(warm=False)  # the fresh worker
+    try:
+        Stack._wait(lambda: running(2), 180, "the jobs were not running again", interval=0.05)
+        seen = time.time() - killed
+        rows = stack.sql(
+            "SELECT j.started_at, a.finished_at FROM jobs_job j JOIN jobs_jobattempt a "
+            "ON a.job_id = j.id AND a.number = 1 WHERE j.id = ANY(%s::uuid[])",
+            [ids],
+        )
+        again = [started.timestamp() - killed for started, _ in rows]
+        lost = [finished.timestamp() - killed for _, finished in rows if finished is not None]
+    finally:
+        client = stack.client()
+        for job_id in ids:
+            client.request("POST", f"/api/v1/jobs/{job_id}/cancel")
+    worst = max(again) if again else seen
+    report.add(6, f"kill -9 to running again, {len(ids)} jobs (the slowest)", f"{worst:.1f} s", "< 30 s", worst < 30)
+    report.note(
+        6,
+        f"{len(ids)} diagnostics.sleep jobs ran on a worker whose process group got SIGKILL; a fresh worker was "
+        f"started at once. The reconciler marked the lost attempts after "
+        f"{', '.join(f'{x:.1f}' for x in sorted(lost)) or '?'} s and the jobs' second attempts started after "
+        f"{', '.join(f'{x:.1f}' for x in sorted(again))} s (started_at in PostgreSQL; the bench saw them after "
+        f"{seen:.1f} s). Settings: JOB_LEASE_SECONDS {stack.env.get('JOB_LEASE_SECONDS', '15 (default)')}, "
+        f"the lease renewed every third of it; RECONCILE_INTERVAL_SECONDS "
+        f"{stack.env.get('RECONCILE_INTERVAL_SECONDS', '1 (default)')}; then the first retry's backoff.",
+    )
+    try:
+        stack.wait_terminal(ids, 30)  # cancelled: the fresh worker is free again
+    except BenchError as exc:
+        report.note(6, f"the cancelled sleep jobs did not end in time: {exc}")
+
+
+# --- 3. batch submit ----------------------------------------------------------------------
+
+
+def batch(stack: Stack, report: Report, sizes: Sizes) -> None:
+    stack.stop_worker()
+    client = stack.client()
+    status, _, data = client.request("POST", "/api/v1/jobs/batch", _batch_body(10))  # warm, and probe
+    if status in (404, 405):
+        report.add(3, "POST /api/v1/jobs/batch", f"skipped: the endpoint answered {status}", "≥ 5,000 jobs/s")
+        report.note(3, "POST /api/v1/jobs/batch does not exist on this build, so nothing was measured.")
+        return
+    if status != 202:
+        raise BenchError(f"POST /api/v1/jobs/batch answered {status}: {data[:200]!r}")
+    body = _batch_body(BATCH_SIZE)
+    seconds = []
+    for _ in range(sizes.batches):
+        t0 = time.perf_counter()
+        status, _, data = client.request("POST", "/api/v1/jobs/batch", body)
+        seconds.append(time.perf_counter() - t0)
+        if status != 202:
+            raise BenchError(f"POST /api/v1/jobs/batch answered {status}: {data[:200]!r}")
+    rate = BATCH_SIZE / statistics.median(seconds)
+    report.add(
+        3, f"jobs accepted per second, batches of {BATCH_SIZE:,}", fmt_rate(rate, "jobs/s"), "≥ 5,000", rate >= 5000
+    )
+    report.note(
+        3,
+        f"{sizes.batches} batches of {BATCH_SIZE:,} diagnostics.noop jobs, one after the other from one client; "
+        f"the figure is {BATCH_SIZE:,} / the median batch's time ({fmt_ms(statistics.median(seconds) * 1000)}; "
+        f"slowest {fmt_ms(max(seconds) * 1000)}; over all batches "
+        f"{BATCH_SIZE * len(seconds) / sum(seconds):,.0f} jobs/s). A batch is accepted when its jobs are committed "
+        f"in PostgreSQL and published to Redis. No worker ran, so the web tier had the machine.",
+    )
+
+
+# --- 2. API submit ------------------------------------------------------------------------
+
+
+def api(stack: Stack, report: Report, sizes: Sizes) -> None:
+    unexpected = []
+    for clients in sizes.api_clients:
+        # Each level starts with nothing in flight: admission control counts the client's
+        # in-flight jobs on every submit, so a backlog left by the level before would tax it.
+        stack.drain_backlog()
+        stack.stop_worker()
+        common = {"clients": clients, "max_requests": sizes.api_requests, "max_seconds": sizes.api_seconds}
+        floor = load(stack.port, stack.token, "GET", "/healthz", None, expect=200, **common)
+        post = load(stack.port, stack.token, "POST", "/api/v1/jobs", NOOP_BODY, expect=202, **common)
+        for name, result in (("POST /api/v1/jobs", post), ("GET /healthz", floor)):
+            value = (
+                f"{fmt_rate(result.rate, 'req/s')}, p50 {fmt_ms(result.p50)}, p99 {fmt_ms(result.p99)} "
+                f"({result.requests:,} requests)"
+            )
+            if name.startswith("POST") and clients == 16:
+                report.add(2, f"{name}, {clients} clients", value, "p99 < 100 ms", result.p99 < 100)
+            else:
+                report.add(2, f"{name}, {clients} client{'s' if clients > 1 else ''}", value)
+            if result.unexpected:
+                unexpected.append(f"{name} at {clients} clients: {result.unexpected}")
+        report.add(
+            2,
+            f"POST / healthz throughput, {clients} client{'s' if clients > 1 else ''}",
+            f"{post.rate / floor.rate:.2f}",
+        )
+    report.note(
+        2,
+        f"Python load generator (bench/client.py): one thread and one keep-alive http.client connection per "
+        f"client, to 127.0.0.1 only, each level bounded by {sizes.api_requests:,} requests or "
+        f"{sizes.api_seconds:g} s; it runs on the same 2 cores as the server. gunicorn as the Procfile runs it "
+        f"(WEB_CONCURRENCY {stack.env.get('WEB_CONCURRENCY', '2')}, WEB_THREADS {stack.env.get('WEB_THREADS', '4')}"
+        f", access log on). GET /healthz touches no database: the framework's floor. POST submits "
+        f"diagnostics.noop. API_THROTTLE_RATE, QUEUE_MAX_DEPTH and CLIENT_MAX_IN_FLIGHT raised so nothing is "
+        f"refused. No worker ran while a level was measured (its jobs waited in Redis, and a worker ran them "
+        f"before the next level started, so each level began with nothing in flight): the figures are the web "
+        f"tier's.",
+    )
+    if unexpected:
+        report.note(2, "Unexpected answers (status: count; -1 is a connection error): " + "; ".join(unexpected))
+
+
+# --- 5. scale -----------------------------------------------------------------------------
+
+# What each seeded column holds. Columns the table has and this does not know get a neutral
+# value of their type (see _fill), so a new nullable or defaulted column does not break it.
+_JOB_COLUMNS = {
+    "id": "gen_random_uuid()",
+    "owner_id": "CASE WHEN i %% 2 = 0 THEN %(bench)s ELSE (%(others)s::int[])[1 + (i / 2) %% 3] END",
+    "kind": "kind",
+    "payload": "CASE kind WHEN 'diagnostics.sleep' THEN '{\"seconds\": 1}'::jsonb ELSE '{}'::jsonb END",
+    "status": "status",
+    "priority": "CASE kind WHEN 'webhooks.deliver' THEN 'high' ELSE 'default' END",
+    "queue": "CASE kind WHEN 'webhooks.deliver' THEN 'high' ELSE 'default' END",
+    "attempts": "CASE status WHEN 'queued' THEN 0 WHEN 'failed' THEN 3 ELSE 1 END",
+    "max_attempts": "3",
+    "attempt_allowance": "3",
+    "progress_percent": "CASE status WHEN 'succeeded' THEN 100.0 END",
+    "progress_message": "''",
+    "result": "CASE status WHEN 'succeeded' THEN '{}'::jsonb END",
+    "error_type": "CASE WHEN status IN ('failed', 'retrying') THEN 'RuntimeError' "
+    "WHEN status = 'cancelled' THEN 'JobCancelled' ELSE '' END",
+    "error_message": "CASE WHEN status IN ('failed', 'retrying', 'cancelled') THEN 'seeded by bench' ELSE '' END",
+    "error_traceback": "''",
+    "created_at": "created",
+    "updated_at": "CASE WHEN status IN ('succeeded', 'failed', 'cancelled') THEN finished ELSE created END",
+    "run_at": "CASE status WHEN 'retrying' THEN now() + interval '1 day' END",
+    "started_at": "CASE WHEN status <> 'queued' THEN created + interval '3 milliseconds' END",
+    "finished_at": "CASE WHEN status IN ('succeeded', 'failed', 'cancelled') THEN finished END",
+    "published_at": "CASE WHEN status <> 'retrying' THEN created END",
+    "lease_token": "CASE status WHEN 'running' THEN gen_random_uuid() END",
+    "lease_expires_at": "CASE status WHEN 'running' THEN now() + interval '1 day' END",
+    "worker": "CASE WHEN status <> 'queued' THEN 'seed@bench' ELSE '' END",
+    "cancel_requested_at": "CASE status WHEN 'cancelled' THEN finished END",
+    "request_id": "''",
+    "callback_url": "''",
+}
+# A realistic mix: mostly finished jobs spread over 20 days (inside the 30-day retention, so
+# pruning has nothing to do), and a small live set from the last minutes. Live jobs are in a
+# steady state the reconciler leaves alone: queued ones were published, running ones hold a
+# lease, retrying ones wait out a long backoff.
+_JOB_ROWS = """
+    SELECT i, status, kind, created, created + interval '3 milliseconds' + d * interval '2 seconds' AS finished
+    FROM (
+        SELECT i, status, kind, d,
+            CASE WHEN status IN ('queued', 'running', 'retrying') THEN now() - t * interval '2 minutes'
+                 ELSE now() - interval '1 minute' - t * interval '20 days' END AS created
+        FROM (
+            SELECT i, t, d,
+                CASE WHEN s < 0.900 THEN 'succeeded' WHEN s < 0.940 THEN 'failed' WHEN s < 0.970 THEN 'cancelled'
+                     WHEN s < 0.995 THEN 'queued' WHEN s < 0.999 THEN 'retrying' ELSE 'running' END AS status,
+                CASE WHEN k < 0.40 THEN 'diagnostics.noop' WHEN k < 0.60 THEN 'diagnostics.sleep'
+                     WHEN k < 0.85 THEN 'images.thumbnail' ELSE 'webhooks.deliver' END AS kind
+            FROM (
+                SELECT i, random() AS s, random() AS k, random() AS t, random() AS d
+                FROM generate_series(1, %(rows)s) AS i
+            ) AS draws
+        ) AS shaped
+    ) AS timed
+"""
+_ATTEMPT_COLUMNS = {
+    "job_id": "id",
+    "number": "1",
+    "worker": "worker",
+    "started_at": "started_at",
+    "finished_at": "finished_at",
+    "duration_ms": "(extract(epoch FROM finished_at - started_at) * 1000)::int",
+    "outcome": "CASE status WHEN 'retrying' THEN 'failed' ELSE status END",
+    "error_type": "error_type",
+    "error_message": "error_message",
+    "traceback": "''",
+    "retry_at": "CASE status WHEN 'retrying' THEN run_at END",
+}
+_NEUTRAL = {
+    "character varying": "''",
+    "text": "''",
+    "integer": "0",
+    "bigint": "0",
+    "smallint": "0",
+    "double precision": "0",
+    "real": "0",
+    "numeric": "0",
+    "boolean": "false",
+    "jsonb": "'{}'::jsonb",
+    "json": "'{}'::json",
+    "timestamp with time zone": "now()",
+    "uuid": "gen_random_uuid()",
+    "date": "current_date",
+}
+
+
+def _fill(stack: Stack, table: str, known: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """The (columns, expressions) to insert: the known ones the table has, plus a neutral
+    value for each required column this file does not know; and the names of those."""
+    columns, values, guessed = [], [], []
+    for name, nullable, default, data_type, identity, generated in stack.sql(
+        "SELECT column_name, is_nullable, column_default, data_type, is_identity, is_generated "
+        "FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+        [table],
+    ):
+        if name in known:
+            columns.append(name)
+            values.append(known[name])
+        elif nullable == "NO" and default is None and identity != "YES" and generated != "ALWAYS":
+            if data_type not in _NEUTRAL:
+                raise BenchError(f"{table}.{name} ({data_type}) is required and bench/benchmarks.py cannot fill it")
+            columns.append(name)
+            values.append(_NEUTRAL[data_type])
+            guessed.append(name)
+    return columns, values, guessed
+
+
+def _seed(stack: Stack, rows: int) -> tuple[float, str]:
+    bench = stack.sql("SELECT id FROM auth_user WHERE username = 'bench'")[0][0]
+    others = [
+        r[0]
+        for r in stack.sql(
+            "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, "
+            "is_active, date_joined) SELECT '!', false, 'bench-owner-' || n, '', '', '', false, true, now() "
+            "FROM generate_series(1, 3) AS n RETURNING id"
+        )
+    ]
+    t0 = time.perf_counter()
+    columns, values, guessed = _fill(stack, "jobs_job", _JOB_COLUMNS)
+    stack.sql("SET synchronous_commit = off")
+    stack.sql(
+        f"INSERT INTO jobs_job ({', '.join(columns)}) SELECT {', '.join(values)} FROM ({_JOB_ROWS}) AS seeded",
+        {"rows": rows, "bench": bench, "others": others},
+    )
+    columns, values, guessed_attempts = _fill(stack, "jobs_jobattempt", _ATTEMPT_COLUMNS)
+    stack.sql(
+        f"INSERT INTO jobs_jobattempt ({', '.join(columns)}) SELECT {', '.join(values)} FROM jobs_job "
+        "WHERE worker = 'seed@bench' AND started_at IS NOT NULL"
+    )
+    stack.sql("SET synchronous_commit = on")
+    stack.sql("VACUUM (ANALYZE) jobs_job")
+    stack.sql("VACUUM (ANALYZE) jobs_jobattempt")
+    stack.sql("ANALYZE auth_user")
+    seconds = time.perf_counter() - t0
+    filled = guessed + [f"jobs_jobattempt.{c}" for c in guessed_attempts]
+    return seconds, (f" Columns filled with a neutral value: {', '.join(filled)}." if filled else "")
+
+
+def _timed(client: Client, path: str, samples: int) -> tuple[list[float], Any]:
+    status, _, data = client.request("GET", path)  # warm, not counted
+    if status != 200:
+        raise BenchError(f"GET {path} answered {status}: {data[:200]!r}")
+    ms = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        status, _, data = client.request("GET", path)
+        ms.append((time.perf_counter() - t0) * 1000)
+        if status != 200:
+            raise BenchError(f"GET {path} answered {status}")
+    return ms, data
+
+
+def _plan(stack: Stack, bench_user: int) -> str:
+    plan = stack.sql(
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM jobs_job WHERE owner_id = %s AND status = 'succeeded' "
+        "AND kind = 'diagnostics.noop' ORDER BY created_at DESC LIMIT 51",
+        [bench_user],
+    )[0][0][0]
+    node = plan["Plan"]
+    while "Index Name" not in node and node.get("Node Type") != "Seq Scan" and node.get("Plans"):
+        node = node["Plans"][0]
+    how = node.get("Node Type", "?") + (f" on {node['Index Name']}" if "Index Name" in node else "")
+    return f"{plan['Execution Time']:.2f} ms in PostgreSQL ({how})"
+
+
+def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
+    stack.stop_worker()  # nothing drains while we read; beat's sweeps run as usual
+    rows = sizes.scale_rows
+    log(f"seeding {rows:,} jobs")
+    seconds, filled = _seed(stack, rows)
+    total = stack.sql("SELECT count(*) FROM jobs_job")[0][0]
+    bench_user = stack.sql("SELECT id FROM auth_user WHERE username = 'bench'")[0][0]
+    mine = stack.sql("SELECT count(*) FROM jobs_job WHERE owner_id = %s", [bench_user])[0][0]
+    client = stack.client()
+    n = sizes.scale_samples
+
+    first = "/api/v1/jobs?status=succeeded&kind=diagnostics.noop"
+    list_ms, page = _timed(client, first, n)
+    nxt = json.loads(page).get("next")
+    if not nxt:
+        raise BenchError("the filtered list has no next page")
+    parts = urlsplit(nxt)
+    next_ms, _ = _timed(client, f"{parts.path}?{parts.query}", n)
+    ids = [
+        str(r[0])
+        for r in stack.sql(
+            "SELECT id FROM jobs_job WHERE owner_id = %s ORDER BY random() LIMIT %s", [bench_user, n + 1]
+        )
+    ]
+    client.request("GET", f"/api/v1/jobs/{ids.pop()}")  # warm
+    poll_ms = []
+    for job_id in ids:
+        t0 = time.perf_counter()
+        status, _, _ = client.request("GET", f"/api/v1/jobs/{job_id}")
+        poll_ms.append((time.perf_counter() - t0) * 1000)
+        if status != 200:
+            raise BenchError(f"GET /api/v1/jobs/{{id}} answered {status}")
+    metrics_ms, _ = _timed(client, "/metrics", max(5, n // 5))
+
+    for label, ms in (
+        ("GET /api/v1/jobs?status=succeeded&kind=diagnostics.noop, first page", list_ms),
+        ("the same list, next page (its `next` cursor)", next_ms),
+        ("GET /api/v1/jobs/{id} (a poll)", poll_ms),
+    ):
+        p50 = percentile(ms, 50)
+        report.add(5, label, f"p50 {fmt_ms(p50)}, p99 {fmt_ms(percentile(ms, 99))}", "p50 < 20 ms", p50 < 20)
+
+    env = {**stack.env, "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONPATH": str(ROOT)}
+    out = stack.python("bench.sweep_timer", str(sizes.sweep_repeats), env=env, timeout=1800)
+    sweeps = json.loads(out.strip().splitlines()[-1])
+    reconcile = sweeps["reconcile"]
+    report.add(5, "apps.jobs.reconciler.reconcile(), one sweep", f"p50 {fmt_ms(percentile(reconcile['ms'], 50))}")
+    report.add(5, "apps.jobs.retention.prune(), one sweep", f"p50 {fmt_ms(percentile(sweeps['prune']['ms'], 50))}")
+    report.add(5, "GET /metrics", f"p50 {fmt_ms(percentile(metrics_ms, 50))}")
+    steps = ", ".join(
+        f"{name} {fmt_ms(percentile(s['ms'], 50))}" for name, s in sweeps.items() if name not in ("reconcile", "prune")
+    )
+    report.note(
+        5,
+        f"{total:,} jobs in jobs_job ({rows:,} seeded in {seconds:.0f} s with INSERT ... SELECT generate_series, "
+        f"then VACUUM ANALYZE; one attempt row per started job), {mine:,} of them the benchmark client's and the "
+        f"rest spread over 3 other owners. Mix: 90% succeeded, 4% failed, 3% cancelled over the last 20 days; "
+        f"2.5% queued, 0.4% retrying, 0.1% running from the last minutes; kinds 40% diagnostics.noop, 20% "
+        f"diagnostics.sleep, 25% images.thumbnail, 15% webhooks.deliver.{filled}",
+    )
+    report.note(
+        5,
+        f"One client, requests one after the other, {n} of each (poll: {len(poll_ms)} random jobs of the client's). "
+        f"The first page's query itself: {_plan(stack, bench_user)}. The sweeps ran {sizes.sweep_repeats} times "
+        f"(prune up to 3) in a Django process against the same database, while beat kept running its own every "
+        f"{stack.env.get('RECONCILE_INTERVAL_SECONDS', '1')} s; the reconciler's steps at p50: {steps}; its last "
+        f"sweep did {reconcile['outcome']}.",
+    )
