@@ -16,7 +16,7 @@ from django.utils import timezone
 from apps.jobs.broker import redis_client
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.publish import publish_jobs_rollback_unsafe
-from apps.jobs.services import AttemptFailure, _after_failed_attempt
+from apps.jobs.services import AttemptFailure, _after_failed_attempt, record_lost_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def jobs_expire_leases(*, now: datetime) -> int:
         )
         for job in stale:
             message = f"worker {job.worker or '?'} stopped renewing its lease (killed, out of memory or unreachable)"
-            JobAttempt.objects.filter(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.RUNNING).update(
-                outcome=JobAttempt.Outcome.LOST, finished_at=now, error_type="WorkerLost", error_message=message
+            record_lost_attempt(
+                job=job, now=now, outcome=JobAttempt.Outcome.LOST, error_type="WorkerLost", error_message=message
             )
             status = _after_failed_attempt(job, now, AttemptFailure("WorkerLost", message))
             logger.warning("job %s (%s): lease expired on attempt %s; now %s", job.id, job.kind, job.attempts, status)

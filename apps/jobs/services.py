@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, JSONField, Q
+from django.db.models import JSONField
 from django.utils import timezone
 
 from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unavailable, Unprocessable
@@ -489,53 +489,72 @@ class Claim:
     created_at: datetime
     started_at: datetime
     request_id: str
+    worker: str = ""
+
+
+_CLAIM_COLUMNS = ("kind", "payload", "attempts", "max_attempts", "queue", "request_id", "callback_url", "created_at")
 
 
 def job_claim(*, job_id: str, worker: str) -> Claim | None:
-    """Take a queued job with one conditional update. None means there is nothing to claim:
-    a duplicate or stale message, a cancelled job, or one that already finished."""
+    """Take a queued job with one conditional update, which also returns what the worker
+    needs (UPDATE ... RETURNING: one statement, no transaction). None means there is nothing
+    to claim: a duplicate or stale message, a cancelled job, or one that already finished.
+    The attempt's row is written when the attempt ends (or its lease expires)."""
     now = timezone.now()
     token = uuid.uuid4()
-    # The claim and its attempt row commit together: a worker dying in between must not
-    # leave a running job without the attempt that lease expiry marks as lost.
-    with transaction.atomic():
-        claimed = (
-            Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
-            .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
-            .update(
-                status=JobStatus.RUNNING,
-                attempts=F("attempts") + 1,
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-                started_at=now,
-                worker=worker[:255],
-                updated_at=now,
-            )
-        )
-        if claimed != 1:
-            return None
-        job = Job.objects.only(
-            "id", "kind", "payload", "attempts", "max_attempts", "queue", "request_id", "callback_url", "created_at"
-        ).get(id=job_id)
-        JobAttempt.objects.create(
-            job_id=job.id, number=job.attempts, worker=worker[:255], started_at=now, outcome=JobAttempt.Outcome.RUNNING
-        )
-        # robust: a follower's failure (Redis away) is logged and never undoes or breaks a claim.
-        transaction.on_commit(
-            lambda: signals.job_started.send(sender=Job, job_id=str(job.id), kind=job.kind), robust=True
-        )
+    fields = {f.attname: f for f in Job._meta.concrete_fields}
+
+    def db(name: str, value: Any) -> Any:
+        return fields[name].get_db_prep_value(value, connection)
+
+    columns = ", ".join(connection.ops.quote_name(c) for c in _CLAIM_COLUMNS)
+    sql = (
+        f"UPDATE {connection.ops.quote_name(Job._meta.db_table)} SET status = %s, attempts = attempts + 1, "
+        "lease_token = %s, lease_expires_at = %s, started_at = %s, worker = %s, updated_at = %s "
+        "WHERE id = %s AND status = %s AND (run_at IS NULL OR run_at <= %s) "
+        f"RETURNING {columns}"
+    )
+    params = [
+        JobStatus.RUNNING,
+        db("lease_token", token),
+        db("lease_expires_at", now + timedelta(seconds=settings.JOB_LEASE_SECONDS)),
+        db("started_at", now),
+        worker[:255],
+        db("updated_at", now),
+        db("id", uuid.UUID(str(job_id))),
+        JobStatus.QUEUED,
+        db("run_at", now),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = {
+        name: fields[name].from_db_value(value, None, connection) if hasattr(fields[name], "from_db_value") else value
+        for name, value in zip(_CLAIM_COLUMNS, row, strict=True)
+    }
+    created_at = values["created_at"]
+    if isinstance(created_at, str):  # SQLite hands back text
+        created_at = fields["created_at"].to_python(created_at)
+    if timezone.is_naive(created_at):
+        created_at = timezone.make_aware(created_at, timezone.UTC)
+    # robust: a follower's failure (Redis away) is logged and never undoes or breaks a claim.
+    job_key, kind = str(job_id), values["kind"]
+    transaction.on_commit(lambda: signals.job_started.send(sender=Job, job_id=job_key, kind=kind), robust=True)
     return Claim(
-        job_id=str(job.id),
-        kind=job.kind,
-        payload=job.payload,
-        attempt=job.attempts,
-        max_attempts=job.max_attempts,
-        queue=job.queue,
+        job_id=job_key,
+        kind=kind,
+        payload=values["payload"],
+        attempt=values["attempts"],
+        max_attempts=values["max_attempts"],
+        queue=values["queue"],
         lease_token=str(token),
-        callback_url=job.callback_url,
-        created_at=job.created_at,
+        callback_url=values["callback_url"],
+        created_at=created_at,
         started_at=now,
-        request_id=job.request_id,
+        request_id=values["request_id"],
+        worker=worker[:255],
     )
 
 
@@ -561,8 +580,8 @@ def job_attempt_timed_out(*, job_id: str, worker: str, limit: float) -> str:
         if job is None:
             return "stale"
         message = f"the handler ran past its hard time limit of {limit:g} s and was killed"
-        JobAttempt.objects.filter(job_id=job.id, number=job.attempts, outcome=JobAttempt.Outcome.RUNNING).update(
-            outcome=JobAttempt.Outcome.FAILED, finished_at=now, error_type="TimeLimitExceeded", error_message=message
+        record_lost_attempt(
+            job=job, now=now, outcome=JobAttempt.Outcome.FAILED, error_type="TimeLimitExceeded", error_message=message
         )
         return _after_failed_attempt(job, now, AttemptFailure("TimeLimitExceeded", message))
 
@@ -604,14 +623,37 @@ def job_step_once(*, claim: Claim, name: str, effect: Callable[[], T]) -> T:
 def _close_attempt(
     claim: Claim, now: datetime, outcome: str, error_type: str = "", error_message: str = "", traceback: str = ""
 ) -> None:
-    duration_ms = max(0, int((now - claim.started_at).total_seconds() * 1000))
-    JobAttempt.objects.filter(job_id=claim.job_id, number=claim.attempt).update(
-        outcome=outcome,
+    """Write the attempt's row, now that it has ended (one INSERT; nothing at claim time)."""
+    JobAttempt.objects.create(
+        job_id=claim.job_id,
+        number=claim.attempt,
+        worker=claim.worker,
+        started_at=claim.started_at,
         finished_at=now,
-        duration_ms=duration_ms,
+        duration_ms=max(0, int((now - claim.started_at).total_seconds() * 1000)),
+        outcome=outcome,
         error_type=error_type[:200],
         error_message=error_message,
         traceback=traceback,
+    )
+
+
+def record_lost_attempt(*, job: Job, now: datetime, outcome: str, error_type: str, error_message: str) -> None:
+    """The attempt of a job whose worker died or was killed at its hard limit: written from
+    the job's row, since the worker that held it is gone."""
+    started = job.started_at or now
+    JobAttempt.objects.update_or_create(
+        job_id=job.id,
+        number=job.attempts,
+        defaults={
+            "worker": job.worker,
+            "started_at": started,
+            "finished_at": now,
+            "duration_ms": max(0, int((now - started).total_seconds() * 1000)),
+            "outcome": outcome,
+            "error_type": error_type[:200],
+            "error_message": error_message,
+        },
     )
 
 
