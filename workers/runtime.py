@@ -23,7 +23,7 @@ from django.db import close_old_connections, connection
 from redis.exceptions import RedisError
 
 from apps.core import context
-from apps.jobs import flow, services
+from apps.jobs import broker, flow, services
 from apps.jobs.registry import JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
 
@@ -117,14 +117,17 @@ def run_job(task: Task, job_id: str) -> str:
     slot = _pass_gates(kind, job_id)
     if slot is None:
         return "deferred"
-    claim = services.job_claim(job_id=job_id, worker=worker)
+    # The claim's Redis writes (drain counter, metrics, the waiting clients' notification)
+    # leave in one round trip.
+    with broker.batched_writes():
+        claim = services.job_claim(job_id=job_id, worker=worker)
+        if claim is not None:
+            wait = max(0.0, (claim.started_at - claim.created_at).total_seconds())
+            metrics.record_job_start(kind=claim.kind, queue=claim.queue, wait_seconds=wait)
     if claim is None:
         _release(kind, slot)
         logger.info("job %s: nothing to claim (duplicate, stale, cancelled or finished); dropped", job_id)
         return "dropped"
-    metrics.record_job_start(
-        kind=claim.kind, queue=claim.queue, wait_seconds=max(0.0, (claim.started_at - claim.created_at).total_seconds())
-    )
     with context.job_context(job=job_id, kind=claim.kind, request=claim.request_id):
         return _run_claimed(kind, claim, slot)
 
@@ -152,14 +155,17 @@ def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
         except Exception as exc:
             failure = services.AttemptFailure(*_describe(exc))
         else:
-            metrics.observe("job_duration", f"{claim.kind}|succeeded", time.monotonic() - started)
-            if services.job_succeed(claim=claim, result=result):
+            with broker.batched_writes():  # the finish's Redis writes in one round trip
+                metrics.observe("job_duration", f"{claim.kind}|succeeded", time.monotonic() - started)
+                succeeded = services.job_succeed(claim=claim, result=result)
+            if succeeded:
                 logger.info("job %s (%s): succeeded on attempt %s", job_id, claim.kind, claim.attempt)
                 return "succeeded"
             logger.warning("job %s (%s): finished after losing its lease; result not recorded", job_id, claim.kind)
             return "stale"
-        metrics.observe("job_duration", f"{claim.kind}|failed", time.monotonic() - started)
-        status = services.job_fail_attempt(claim=claim, failure=failure)
+        with broker.batched_writes():
+            metrics.observe("job_duration", f"{claim.kind}|failed", time.monotonic() - started)
+            status = services.job_fail_attempt(claim=claim, failure=failure)
         log = logger.warning if status in ("retrying", "cancelled") else logger.error
         log(
             "job %s (%s): attempt %s ended with %s: %s; job is now %s",

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
+from redis.client import Pipeline
 
-from apps.jobs import flow
+from apps.jobs import broker, flow
 from apps.jobs.broker import redis_client
 
 logger = logging.getLogger(__name__)
@@ -25,84 +25,60 @@ SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 QUEUES = ("high", "default", "low")
 
 
-def _safe(fn):  # type: ignore[no-untyped-def]
-    """Metrics never break the work they describe: a Redis error is logged and dropped."""
-
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return fn(*args, **kwargs)
-        except RedisError as exc:
-            logger.warning("metrics not recorded: %s", exc)
-            return None
-
-    return wrapper
-
-
-@_safe
 def count_job_event(event: str, kind: str, n: int = 1) -> None:
-    redis_client().hincrby(f"{PREFIX}jobs:{event}", kind, n)
+    broker.write(lambda pipe: pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n))
 
 
-@_safe
 def count_job_events(event: str, kinds: Iterable[str]) -> None:
     totals: dict[str, int] = {}
     for kind in kinds:
         totals[kind] = totals.get(kind, 0) + 1
-    pipe = redis_client().pipeline(transaction=False)
-    for kind, n in totals.items():
-        pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n)
-    pipe.execute()
+
+    def command(pipe: Pipeline) -> None:
+        for kind, n in totals.items():
+            pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n)
+
+    broker.write(command)
 
 
-@_safe
 def record_job_start(*, kind: str, queue: str, wait_seconds: float, now: float | None = None) -> None:
-    """Everything a claim records in Redis, in one round trip: the queue's drain counter
-    (admission control's Retry-After), the started count and the wait-time histogram."""
-    pipe = redis_client().pipeline(transaction=False)
+    """What a claim records in Redis: the queue's drain counter (admission control's
+    Retry-After), the started count and the wait-time histogram."""
     drain_key = flow.drain_key(queue, now)
-    pipe.incr(drain_key)
-    pipe.expire(drain_key, flow.DRAIN_WINDOW_SECONDS * 2)
-    pipe.hincrby(f"{PREFIX}jobs:started", kind, 1)
-    key = f"{PREFIX}h:job_wait"
-    for field in _bucket_fields(wait_seconds):
-        pipe.hincrby(key, f"{kind}|{field}", 1)
-    pipe.hincrbyfloat(key, f"{kind}|sum", wait_seconds)
-    pipe.hincrby(key, f"{kind}|count", 1)
-    pipe.execute()
+
+    def command(pipe: Pipeline) -> None:
+        pipe.incr(drain_key)
+        pipe.expire(drain_key, flow.DRAIN_WINDOW_SECONDS * 2)
+        pipe.hincrby(f"{PREFIX}jobs:started", kind, 1)
+        _observe(pipe, "job_wait", kind, wait_seconds)
+
+    broker.write(command)
 
 
-def _bucket_fields(seconds: float) -> list[str]:
+def _bucket_field(seconds: float) -> str:
     """The one bucket an observation falls in (the smallest bound it does not pass). Buckets
     are stored as plain counts, one HINCRBY per observation, and made cumulative at scrape."""
     for bound in SECONDS_BUCKETS:
         if seconds <= bound:
-            return [f"le:{bound}"]
-    return []
+            return f"le:{bound}"
+    return "le:+Inf"
 
 
-@_safe
+def _observe(pipe: Pipeline, histogram: str, labels: str, seconds: float) -> None:
+    key = f"{PREFIX}h:{histogram}"
+    pipe.hincrby(key, f"{labels}|{_bucket_field(seconds)}", 1)
+    pipe.hincrbyfloat(key, f"{labels}|sum", seconds)
+    pipe.hincrby(key, f"{labels}|count", 1)
+
+
 def observe(histogram: str, labels: str, seconds: float) -> None:
     """Add one observation; a hash per histogram holds per-bucket counts, sum and count for
     each label set (label values joined with '|')."""
-    key = f"{PREFIX}h:{histogram}"
-    pipe = redis_client().pipeline(transaction=False)
-    for field in _bucket_fields(seconds):
-        pipe.hincrby(key, f"{labels}|{field}", 1)
-    pipe.hincrbyfloat(key, f"{labels}|sum", seconds)
-    pipe.hincrby(key, f"{labels}|count", 1)
-    pipe.execute()
+    broker.write(lambda pipe: _observe(pipe, histogram, labels, seconds))
 
 
-@_safe
 def count_request(method: str, route: str, status: int, seconds: float) -> None:
-    labels = f"{method}|{route}|{status}"
-    key = f"{PREFIX}h:http_request"
-    pipe = redis_client().pipeline(transaction=False)
-    for field in _bucket_fields(seconds):
-        pipe.hincrby(key, f"{labels}|{field}", 1)
-    pipe.hincrbyfloat(key, f"{labels}|sum", seconds)
-    pipe.hincrby(key, f"{labels}|count", 1)
-    pipe.execute()
+    broker.write(lambda pipe: _observe(pipe, "http_request", f"{method}|{route}|{status}", seconds))
 
 
 def _histogram(name: str, doc: str, label_names: list[str], raw: dict[bytes, bytes]) -> HistogramMetricFamily:
