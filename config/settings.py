@@ -7,6 +7,7 @@ import contextlib
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 
 from config.env import ConfigurationError, env_bool, env_float, env_int, env_list, env_str
 
@@ -285,6 +286,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Declared so every process (Flower's queue view included) knows them all, the dead_letter
+# mirror too, even before a worker says what it consumes.
+CELERY_TASK_QUEUES = [Queue(name) for name in ("high", "default", "low", "dead_letter")]
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("WORKER_MAX_TASKS_PER_CHILD", 1000, minimum=1)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, minimum=1024)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -59,7 +59,7 @@ def test_flower_shows_each_kind_as_its_task_name_and_every_queues_depth(platform
         if status != 200 or not body:
             return None
         found = {q["name"]: q["messages"] for q in body.get("active_queues", [])}
-        return found if {"high", "default", "low"} <= set(found) else None
+        return found if {"high", "default", "low", "dead_letter"} <= set(found) else None
 
     queues = wait_for(depths, timeout=30, what="Flower to report the queues' depths")
     assert all(isinstance(n, int) for n in queues.values())
