@@ -574,8 +574,13 @@ def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
     report.add(5, "apps.jobs.reconciler.reconcile(), one sweep", f"p50 {fmt_ms(percentile(reconcile['ms'], 50))}")
     report.add(5, "apps.jobs.retention.prune(), one sweep", f"p50 {fmt_ms(percentile(sweeps['prune']['ms'], 50))}")
     report.add(5, "GET /metrics", f"p50 {fmt_ms(percentile(metrics_ms, 50))}")
+    for page, ms in sweeps.get("admin", {}).items():
+        p50 = percentile(ms, 50)
+        report.add(5, f"admin: {page}", f"p50 {fmt_ms(p50)}", "< 1 s", p50 < 1000)
     steps = ", ".join(
-        f"{name} {fmt_ms(percentile(s['ms'], 50))}" for name, s in sweeps.items() if name not in ("reconcile", "prune")
+        f"{name} {fmt_ms(percentile(s['ms'], 50))}"
+        for name, s in sweeps.items()
+        if name not in ("reconcile", "prune", "admin")
     )
     report.note(
         5,

@@ -124,10 +124,11 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
     client's CLIENT_MAX_IN_FLIGHT. With Redis unreachable the depth is read from PostgreSQL
     instead, and an accepted job waits there for the relay."""
     limit = settings.QUEUE_MAX_DEPTH
+    broker_up = True
     try:
         depth = flow.queue_depth(queue)
-        rate = flow.drain_rate(queue)
     except redis.RedisError as broker_error:
+        broker_up = False
         # The broker is away: count the backlog in PostgreSQL. Under the limit the job is
         # accepted and waits for the relay; over it, say the service is unavailable.
         depth = Job.objects.filter(queue=queue, status=JobStatus.QUEUED)[: limit + count].count()
@@ -139,8 +140,18 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
                 headers={"Retry-After": str(wait)},
                 details={"queue": queue, "depth": depth, "limit": limit},
             ) from broker_error
-        rate = 0.0
+
+    def drain_rate() -> float:
+        # Read only when refusing: the common, admitted submission skips this round trip.
+        if not broker_up:
+            return 0.0
+        try:
+            return flow.drain_rate(queue)
+        except redis.RedisError:
+            return 0.0
+
     if depth + count > limit:
+        rate = drain_rate()
         wait = flow.retry_after_seconds(excess=depth + count - limit, rate=rate)
         raise TooManyRequests(
             f"The {queue} queue is full ({depth} waiting, limit {limit}); retry in {wait} s.",
@@ -153,7 +164,7 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
         Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).values("id")[: in_flight_limit + count].count()
     )
     if in_flight + count > in_flight_limit:
-        wait = flow.retry_after_seconds(excess=in_flight + count - in_flight_limit, rate=rate)
+        wait = flow.retry_after_seconds(excess=in_flight + count - in_flight_limit, rate=drain_rate())
         raise TooManyRequests(
             f"You have {in_flight} jobs in flight (limit {in_flight_limit}); retry in {wait} s.",
             code="too_many_in_flight",

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from apps.jobs import broker
 from apps.ops.metrics import count_request
 
 
@@ -17,9 +18,12 @@ class RequestMetricsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        response = self.get_response(request)
-        if request.path.startswith("/api/"):
-            match = getattr(request, "resolver_match", None)
-            route = match.route if match is not None else "unmatched"
-            count_request(request.method or "", route, response.status_code, time.perf_counter() - started)
+        # The request's fire-and-forget Redis writes (its metrics, the submitted count) leave
+        # in one round trip at its end.
+        with broker.batched_writes():
+            response = self.get_response(request)
+            if request.path.startswith("/api/"):
+                match = getattr(request, "resolver_match", None)
+                route = match.route if match is not None else "unmatched"
+                count_request(request.method or "", route, response.status_code, time.perf_counter() - started)
         return response
