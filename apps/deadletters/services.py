@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.core.errors import Conflict
 from apps.deadletters.models import DeadLetter
 from apps.jobs.models import Job, JobStatus
-from apps.jobs.publish import job_publish_on_commit
+from apps.jobs.services import job_requeue_fresh
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +34,7 @@ def dead_letter_redrive(*, letter_id: int, actor: str = "") -> Resolution:
         job = Job.objects.select_for_update().get(pk=letter.job_id)
         if job.status != JobStatus.FAILED:
             raise Conflict(f"The letter's job is {job.status}, not failed; nothing to redrive.", code="job_not_failed")
-        job.status = JobStatus.QUEUED
-        job.max_attempts = job.attempts + job.attempt_allowance
-        job.error_type = job.error_message = job.error_traceback = ""
-        job.result = None
-        job.finished_at = job.run_at = job.published_at = job.cancel_requested_at = None
-        job.progress_percent = None
-        job.progress_message = ""
-        job.save()
-        job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+        job_requeue_fresh(job=job)
         letter.state = DeadLetter.State.REDRIVEN
         letter.resolved_at = now
         letter.resolved_by = actor[:150]

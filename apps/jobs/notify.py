@@ -20,8 +20,6 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from apps.jobs import broker
 
@@ -37,19 +35,10 @@ def job_channel(job_id: object) -> str:
     return _CHANNEL.format(job_id)
 
 
-_clients: dict[str, redis.Redis] = {}
-
-
 def redis_client() -> redis.Redis:
-    """A client on the broker's Redis that fails fast: no retries with backoff (redis-py's
-    default), so an unreachable Redis costs a claim or a long poll milliseconds, not seconds."""
-    url = settings.REDIS_URL
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=1, socket_timeout=2, retry=Retry(NoBackoff(), 0)
-        )
-    return client
+    """The broker's fail-fast client (no retries with backoff), so an unreachable Redis costs a
+    claim or a long poll milliseconds, not seconds."""
+    return broker.redis_client()
 
 
 # --- publishing --------------------------------------------------------------------------

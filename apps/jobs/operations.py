@@ -20,7 +20,6 @@ from apps.deadletters import services as dead_letter_services
 from apps.deadletters.models import DeadLetter
 from apps.jobs import services
 from apps.jobs.models import BulkOperation, Job, JobStatus
-from apps.jobs.publish import job_publish_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +39,7 @@ def job_retry(*, job_id: Any, actor: str = "") -> bool:
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             return False
-        job.status = JobStatus.QUEUED
-        job.max_attempts = job.attempts + job.attempt_allowance
-        job.error_type = job.error_message = job.error_traceback = ""
-        job.result = None
-        job.finished_at = job.run_at = job.published_at = job.cancel_requested_at = None
-        job.progress_percent = None
-        job.progress_message = ""
-        job.save()
-        job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+        services.job_requeue_fresh(job=job)
     logger.info("job %s (%s) retried by %s", job.id, job.kind, actor or "?")
     return True
 

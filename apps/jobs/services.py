@@ -482,6 +482,20 @@ def _announce_finished(
     )
 
 
+def job_requeue_fresh(*, job: Job) -> None:
+    """Queue a failed or cancelled job again with a fresh allowance of attempts, keeping its
+    history (3 of 3 attempts becomes 3 of 6). Caller holds the row lock; publishes on commit."""
+    job.status = JobStatus.QUEUED
+    job.max_attempts = job.attempts + job.attempt_allowance
+    job.error_type = job.error_message = job.error_traceback = ""
+    job.result = None
+    job.finished_at = job.run_at = job.published_at = job.cancel_requested_at = None
+    job.progress_percent = None
+    job.progress_message = ""
+    job.save()
+    job_publish_on_commit([(str(job.id), job.kind, job.queue, job.request_id)])
+
+
 # --- the worker's side: claim, heartbeat, progress, finish -------------------------------
 
 
