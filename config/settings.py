@@ -218,8 +218,8 @@ RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 1.0, minimu
 OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
 # Admission control: jobs waiting per queue, and jobs in flight (queued, running, retrying)
 # per client, past which submissions answer 429 with a Retry-After from the drain rate.
-QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 10_000, minimum=1)
-CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 10_000, minimum=1)
+QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 250_000, minimum=1)
+CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 250_000, minimum=1)
 RETRY_AFTER_MAX_SECONDS = env_int("RETRY_AFTER_MAX_SECONDS", 60, minimum=1)
 # How long a job waits for its kind's concurrency slot or rate limit before another try.
 JOB_DEFER_MAX_SECONDS = env_float("JOB_DEFER_MAX_SECONDS", 5.0, minimum=0.1)

@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import celeryd_init, worker_shutdown
 from redis.exceptions import RedisError
 
 from apps.jobs.broker import redis_client
@@ -33,9 +33,12 @@ def _beat(hostname: str) -> None:
             return
 
 
-@worker_ready.connect(dispatch_uid="workers.heartbeat.start")
-def start(sender: Any = None, **kwargs: Any) -> None:
-    hostname = getattr(sender, "hostname", None) or "worker"
+@celeryd_init.connect(dispatch_uid="workers.heartbeat.start")
+def start(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
+    # As early as the worker knows its name: readiness probes should see a starting worker
+    # as soon as possible. A worker that then fails to start stops renewing, and its key
+    # expires within TTL_SECONDS.
+    hostname = getattr(instance, "hostname", None) or (sender if isinstance(sender, str) else None) or "worker"
     threading.Thread(target=_beat, args=(hostname,), name="heartbeat", daemon=True).start()
 
 
