@@ -11,7 +11,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import redis
@@ -563,7 +563,7 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
     if isinstance(created_at, str):  # SQLite hands back text
         created_at = fields["created_at"].to_python(created_at)
     if timezone.is_naive(created_at):
-        created_at = timezone.make_aware(created_at, timezone.UTC)
+        created_at = timezone.make_aware(created_at, UTC)
     # robust: a follower's failure (Redis away) is logged and never undoes or breaks a claim.
     job_key, kind = str(job_id), values["kind"]
     transaction.on_commit(lambda: signals.job_started.send(sender=Job, job_id=job_key, kind=kind), robust=True)
