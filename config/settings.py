@@ -292,34 +292,21 @@ CELERY_TASK_QUEUES = [Queue(name) for name in ("high", "default", "low", "dead_l
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("WORKER_MAX_TASKS_PER_CHILD", 1000, minimum=1)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, minimum=1024)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+
+def _inline(task: str, every: float) -> dict[str, object]:
+    """A beat entry that runs inside the beat process itself (workers.beat.InlineScheduler):
+    recovery and monitoring must not wait behind a backlog, nor stop when every worker is
+    busy or dead."""
+    return {"task": task, "schedule": every, "options": {"inline": True}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "reconcile": {
-        "task": "platform.reconcile",
-        "schedule": RECONCILE_INTERVAL_SECONDS,
-        # Runs inside the beat process itself (workers.beat.InlineScheduler): recovery must
-        # not wait behind a backlog, nor stop when every worker is busy or dead.
-        "options": {"inline": True},
-    },
-    "prune": {
-        "task": "platform.prune",
-        "schedule": PRUNE_INTERVAL_SECONDS,
-        "options": {"inline": True},
-    },
-    "bulk-operations": {
-        "task": "platform.bulk_operations",
-        "schedule": 1.0,
-        "options": {"inline": True},
-    },
-    "queue-monitor": {
-        "task": "platform.queue_monitor",
-        "schedule": DEAD_LETTER_CHECK_SECONDS,
-        "options": {"inline": True},
-    },
-    "dead-letter-monitor": {
-        "task": "platform.dead_letter_monitor",
-        "schedule": DEAD_LETTER_CHECK_SECONDS,
-        "options": {"inline": True},
-    },
+    "reconcile": _inline("platform.reconcile", RECONCILE_INTERVAL_SECONDS),
+    "prune": _inline("platform.prune", PRUNE_INTERVAL_SECONDS),
+    "bulk-operations": _inline("platform.bulk_operations", 1.0),
+    "queue-monitor": _inline("platform.queue_monitor", DEAD_LETTER_CHECK_SECONDS),
+    "dead-letter-monitor": _inline("platform.dead_letter_monitor", DEAD_LETTER_CHECK_SECONDS),
 }
 
 # Seconds a webhook POST may take to connect, and for each read.

@@ -4,6 +4,7 @@ business logic of its own."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -517,6 +518,12 @@ class Claim:
     worker: str = ""
 
 
+@functools.cache
+def _job_fields() -> dict[str, Any]:
+    """Job's concrete fields by column name, built once (the claim runs for every job)."""
+    return {f.attname: f for f in Job._meta.concrete_fields}
+
+
 _CLAIM_COLUMNS = ("kind", "payload", "attempts", "max_attempts", "queue", "request_id", "callback_url", "created_at")
 
 
@@ -527,7 +534,7 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
     The attempt's row is written when the attempt ends (or its lease expires)."""
     now = timezone.now()
     token = uuid.uuid4()
-    fields = {f.attname: f for f in Job._meta.concrete_fields}
+    fields = _job_fields()
 
     def db(name: str, value: Any) -> Any:
         return fields[name].get_db_prep_value(value, connection)
@@ -704,9 +711,9 @@ def job_succeed(*, claim: Claim, result: Any) -> bool:
     if connection.vendor == "postgresql":
         # The hot path in one statement, atomic by itself: the fenced update of the job and
         # the attempt's row, with no BEGIN/COMMIT round trips around them.
-        job_field = Job._meta.get_field
+        fields = _job_fields()
         params = [
-            job_field("result").get_db_prep_value(result, connection),
+            fields["result"].get_db_prep_value(result, connection),
             now,
             now,
             uuid.UUID(claim.job_id),
