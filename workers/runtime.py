@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -19,7 +20,7 @@ from typing import TypeVar
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
 
 from apps.core import context
@@ -34,45 +35,92 @@ T = TypeVar("T")
 _CHECK_EVERY = 0.5  # seconds between database looks at progress and cancellation
 
 
-class LeaseKeeper(threading.Thread):
-    """Renews the running attempt's lease while the handler works. If the lease is lost
-    (the reconciler gave the job to someone else) the fence in every write protects the
-    newer attempt; `lost` lets the handler's context stop early."""
+class Lease:
+    """The running attempt's hold on its job, renewed by the process's LeaseKeeper. `lost`
+    tells the handler's context to stop early: the reconciler gave the job to someone else
+    (the fence in every write already protects the newer attempt) or it was cancelled."""
 
-    def __init__(self, claim: services.Claim, *, kind: Kind, slot: str = "") -> None:
-        super().__init__(name=f"lease-{claim.job_id}", daemon=True)
+    __slots__ = ("claim", "due", "kind", "lost", "slot")
+
+    def __init__(self, claim: services.Claim, kind: Kind, slot: str, due: float) -> None:
         self.claim = claim
         self.kind = kind
         self.slot = slot
+        self.due = due
         self.lost = False
-        self._stop_event = threading.Event()
 
-    def run(self) -> None:
-        interval = max(0.2, settings.JOB_LEASE_SECONDS / 3)
+
+class LeaseKeeper:
+    """One daemon thread per worker process renews the leases of the jobs running there.
+
+    A thread started per job cost a noop job more than its claim; this one is started once,
+    in the process that runs jobs (never before the pool forks), and a job that ends before
+    its first renewal is due costs two dictionary operations."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._leases: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def interval() -> float:
+        return max(0.2, settings.JOB_LEASE_SECONDS / 3)
+
+    def hold(self, claim: services.Claim, *, kind: Kind, slot: str = "") -> Lease:
+        if self._pid != os.getpid():  # a forked child: the parent's thread did not come along
+            self._pid, self._leases, self._lock, self._thread = os.getpid(), {}, threading.Lock(), None
+        lease = Lease(claim, kind, slot, time.monotonic() + self.interval())
+        with self._lock:
+            self._leases[claim.job_id] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self._thread.start()
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            if self._leases.get(lease.claim.job_id) is lease:
+                del self._leases[lease.claim.job_id]
+
+    def _run(self) -> None:
+        interval = self.interval()
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                leases = list(self._leases.values())
+            due = [lease for lease in leases if lease.due <= now]
+            for lease in due:
+                self._renew(lease)
+                lease.due = time.monotonic() + interval
+            # A lease taken while this waits is due a whole interval after it was taken,
+            # never sooner than this wait ends: no wake-up call is needed.
+            later = [lease.due for lease in leases if lease not in due]
+            time.sleep(max(0.05, min([interval, *(d - time.monotonic() for d in later)])))
+
+    def _renew(self, lease: Lease) -> None:
+        close_old_connections()  # this thread's own connection: too old or broken, replaced
         try:
-            while not self._stop_event.wait(interval):
-                try:
-                    if not services.job_heartbeat(claim=self.claim):
-                        self.lost = True
-                        return
-                    if self.slot:
-                        flow.concurrency_renew(self.kind.name, self.slot, lease_seconds=settings.JOB_LEASE_SECONDS)
-                except Exception:
-                    logger.exception("job %s: could not renew its lease", self.claim.job_id)
-        finally:
-            connection.close()  # this thread's own connection
+            if not services.job_heartbeat(claim=lease.claim):
+                lease.lost = True
+                self.release(lease)
+                return
+            if lease.slot:
+                flow.concurrency_renew(lease.kind.name, lease.slot, lease_seconds=settings.JOB_LEASE_SECONDS)
+        except Exception:
+            logger.exception("job %s: could not renew its lease", lease.claim.job_id)
+            connection.close()  # this thread's own; the next renewal opens a fresh one
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
+
+keeper = LeaseKeeper()
 
 
 class Context:
     """What a handler gets besides its payload (apps.jobs.registry.JobContext)."""
 
-    def __init__(self, claim: services.Claim, keeper: LeaseKeeper) -> None:
+    def __init__(self, claim: services.Claim, lease: Lease) -> None:
         self._claim = claim
-        self._keeper = keeper
+        self._lease = lease
         self.job_id = claim.job_id
         self.attempt = claim.attempt
         # Stable across attempts: hand it to outside systems so a retry is not a second order.
@@ -89,7 +137,7 @@ class Context:
         services.job_report_progress(claim=self._claim, percent=percent, message=message)
 
     def is_cancelled(self) -> bool:
-        if self._cancelled or self._keeper.lost:
+        if self._cancelled or self._lease.lost:
             return True
         now = time.monotonic()
         if now - self._last_cancel_check >= _CHECK_EVERY:
@@ -111,7 +159,7 @@ def _describe(exc: BaseException) -> tuple[str, str, str]:
 
 def run_job(task: Task, job_id: str) -> str:
     """The body of every kind's task."""
-    close_old_connections()
+    _reuse_connection()
     worker = task.request.hostname or "worker"
     kind = registry.get(task.name)
     slot = _pass_gates(kind, job_id)
@@ -120,7 +168,7 @@ def run_job(task: Task, job_id: str) -> str:
     # The claim's Redis writes (drain counter, metrics, the waiting clients' notification)
     # leave in one round trip.
     with broker.batched_writes():
-        claim = services.job_claim(job_id=job_id, worker=worker)
+        claim = _claim(job_id, worker)
         if claim is not None:
             wait = max(0.0, (claim.started_at - claim.created_at).total_seconds())
             metrics.record_job_start(kind=claim.kind, queue=claim.queue, wait_seconds=wait)
@@ -132,11 +180,29 @@ def run_job(task: Task, job_id: str) -> str:
         return _run_claimed(kind, claim, slot)
 
 
+def _reuse_connection() -> None:
+    """Keep the process's connection from job to job, closed only when too old or after an
+    error. Django's health check would cost every job a `SELECT 1` round trip before its
+    claim; the claim is the check instead (see _claim)."""
+    close_old_connections()
+    connection.health_check_done = True
+
+
+def _claim(job_id: str, worker: str) -> services.Claim | None:
+    try:
+        return services.job_claim(job_id=job_id, worker=worker)
+    except (OperationalError, InterfaceError):
+        # The connection died while idle (PostgreSQL restarted, a proxy timed it out): once
+        # more on a new one. Had the lost statement committed, this finds nothing to claim
+        # and the lease it took expires into a retry: a second attempt, never a second run.
+        connection.close()
+        return services.job_claim(job_id=job_id, worker=worker)
+
+
 def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
     job_id = claim.job_id
-    keeper = LeaseKeeper(claim, kind=kind, slot=slot)
-    keeper.start()
-    ctx = Context(claim, keeper)
+    lease = keeper.hold(claim, kind=kind, slot=slot)
+    ctx = Context(claim, lease)
     started = time.monotonic()
     logger.info("job %s (%s): attempt %s of %s started", job_id, claim.kind, claim.attempt, claim.max_attempts)
     try:
@@ -178,7 +244,7 @@ def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
         )
         return status
     finally:
-        keeper.stop()
+        keeper.release(lease)
         _release(kind, slot)
 
 

@@ -168,3 +168,18 @@ def test_a_succeeded_job_never_runs_again_when_its_message_comes_back(platform):
     assert job.attempts == 1
     assert job.finished_at == finished_at
     assert JobAttempt.objects.filter(job_id=job_id).count() == 1
+
+
+def test_jobs_that_outlive_their_lease_keep_it_and_run_once(platform):
+    """A pool process's one lease keeper renews every job it runs, one after another: with a
+    1 s lease and the reconciler sweeping, two 2.5 s jobs through one process each finish on
+    their first attempt (a missed renewal would hand the job to a second attempt)."""
+    platform.worker(concurrency=1, env={"JOB_LEASE_SECONDS": "1"})
+    platform.beat(JOB_LEASE_SECONDS="1")
+    client = client_for("long-runner")
+
+    ids = [submit(client, "diagnostics.sleep", {"seconds": 2.5}) for _ in range(2)]
+
+    jobs = wait_terminal(ids, timeout=60)
+    assert [(jobs[i].status, jobs[i].attempts) for i in ids] == [("succeeded", 1), ("succeeded", 1)]
+    assert JobAttempt.objects.filter(job_id__in=ids).count() == 2

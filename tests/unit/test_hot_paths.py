@@ -55,3 +55,47 @@ def test_a_zombie_finish_writes_neither_the_job_nor_an_attempt(job):
     assert job.result == {"from": "w2"}
     attempt = JobAttempt.objects.get(job_id=job.id)
     assert (attempt.number, attempt.worker, attempt.outcome) == (2, "w2", "succeeded")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_whole_noop_job_costs_two_round_trips_to_postgresql(monkeypatch):
+    """From message to result, as the worker runs it: the claim and the finish, nothing else.
+    Django's connection health check (a raw `SELECT 1` the query log never sees) would be a
+    third; the claim stands in for it. Counted on the driver's connection itself."""
+    from django.db import connection
+
+    from config.celery import app
+    from workers import tasks  # noqa: F401  (registers one task per kind)
+    from workers.runtime import run_job
+
+    job = services.job_submit(owner=UserFactory(), kind="diagnostics.noop", payload={})
+    connection.ensure_connection()
+    connection.close_at = None  # as with the default DATABASE_CONN_MAX_AGE (the suite sets 0)
+    raw = connection.connection
+    sent: list[str] = []
+    real_execute, real_cursor = raw.execute, raw.cursor
+
+    def execute(query, *args, **kwargs):
+        sent.append(str(query))
+        return real_execute(query, *args, **kwargs)
+
+    def cursor(*args, **kwargs):
+        wrapped = real_cursor(*args, **kwargs)
+        inner = wrapped.execute
+
+        def cursor_execute(query, *a, **k):
+            sent.append(str(query))
+            return inner(query, *a, **k)
+
+        wrapped.execute = cursor_execute
+        return wrapped
+
+    monkeypatch.setattr(raw, "execute", execute)
+    monkeypatch.setattr(raw, "cursor", cursor)
+    assert run_job(app.tasks["diagnostics.noop"], str(job.id)) == "succeeded"
+    assert connection.connection is raw, "the job opened a new connection instead of reusing the process's"
+    assert len(sent) == 2, sent
+    assert sent[0].lstrip().startswith("UPDATE")
+    assert "WITH done AS" in sent[1]
+    job.refresh_from_db()
+    assert job.status == "succeeded"
