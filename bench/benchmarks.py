@@ -158,7 +158,7 @@ def _baseline_drain(stack: Stack, system: str, jobs: int) -> dict[str, Any]:
     worker = stack.spawn(
         f"{system}-worker",
         f"celery -A {module} worker --loglevel=WARNING --concurrency={stack.worker_concurrency} "
-        f"--prefetch-multiplier=1 --without-mingle --without-gossip -n bench-{system}@%h",
+        f"--prefetch-multiplier=1 -E --without-mingle --without-gossip -n bench-{system}@%h",
         env=env,
     )
     try:

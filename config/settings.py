@@ -99,6 +99,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    # The worker's claim and finish run as prepared statements (apps.jobs.services), planned
+    # once per connection instead of per job. Django's own cursors bind on the client and
+    # never prepare, so nothing else changes. Set 0 behind PgBouncer older than 1.21 in
+    # transaction mode, which cannot follow prepared statements.
+    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 2}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One machine, several processes (web, worker, beat): wait for the write lock instead of
     # failing, and take it at BEGIN so two writers never deadlock on an upgrade.

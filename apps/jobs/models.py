@@ -30,7 +30,9 @@ class Priority(models.TextChoices):
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    # No index of its own: every index below that starts with owner serves it, and each index
+    # costs every status change a write (a job changes status at least twice).
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     kind = models.CharField(max_length=100)
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
@@ -113,7 +115,8 @@ class JobAttempt(models.Model):
         LOST = "lost"  # the worker died or its lease expired
         CANCELLED = "cancelled"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_history")
+    # Served by the unique (job, number) constraint; a second index would cost every finish.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_history", db_index=False)
     number = models.PositiveIntegerField()
     worker = models.CharField(max_length=255, blank=True, default="")
     started_at = models.DateTimeField()

@@ -524,6 +524,24 @@ def _job_fields() -> dict[str, Any]:
     return {f.attname: f for f in Job._meta.concrete_fields}
 
 
+def _hot_cursor() -> Any:
+    """A cursor for the statements every job runs (claim, finish). On PostgreSQL it binds
+    parameters on the server, so psycopg prepares the statement after its second run (the
+    prepare_threshold set in config.settings) and PostgreSQL stops parsing and planning it
+    for each job; Django's own cursors bind on the client and are never prepared. Wrapped
+    like any Django cursor: errors, the query log and test query counts see it."""
+    if connection.vendor != "postgresql" or connection.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = ServerBindingCursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
 _CLAIM_COLUMNS = ("kind", "payload", "attempts", "max_attempts", "queue", "request_id", "callback_url", "created_at")
 
 
@@ -557,7 +575,7 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         JobStatus.QUEUED,
         db("run_at", now),
     ]
-    with connection.cursor() as cursor:
+    with _hot_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -724,7 +742,7 @@ def job_succeed(*, claim: Claim, result: Any) -> bool:
             now,
             duration_ms,
         ]
-        with connection.cursor() as cursor:
+        with _hot_cursor() as cursor:
             cursor.execute(_SUCCEED_POSTGRESQL, params)
             done = cursor.fetchone() is not None
         if done:

@@ -61,7 +61,8 @@ def test_a_zombie_finish_writes_neither_the_job_nor_an_attempt(job):
 def test_a_whole_noop_job_costs_two_round_trips_to_postgresql(monkeypatch):
     """From message to result, as the worker runs it: the claim and the finish, nothing else.
     Django's connection health check (a raw `SELECT 1` the query log never sees) would be a
-    third; the claim stands in for it. Counted on the driver's connection itself."""
+    third; the claim stands in for it. Counted at the driver, below Django."""
+    import psycopg
     from django.db import connection
 
     from config.celery import app
@@ -73,29 +74,40 @@ def test_a_whole_noop_job_costs_two_round_trips_to_postgresql(monkeypatch):
     connection.close_at = None  # as with the default DATABASE_CONN_MAX_AGE (the suite sets 0)
     raw = connection.connection
     sent: list[str] = []
-    real_execute, real_cursor = raw.execute, raw.cursor
+    execute = psycopg.Cursor.execute
 
-    def execute(query, *args, **kwargs):
+    def counted(cursor, query, *args, **kwargs):
         sent.append(str(query))
-        return real_execute(query, *args, **kwargs)
+        return execute(cursor, query, *args, **kwargs)
 
-    def cursor(*args, **kwargs):
-        wrapped = real_cursor(*args, **kwargs)
-        inner = wrapped.execute
-
-        def cursor_execute(query, *a, **k):
-            sent.append(str(query))
-            return inner(query, *a, **k)
-
-        wrapped.execute = cursor_execute
-        return wrapped
-
-    monkeypatch.setattr(raw, "execute", execute)
-    monkeypatch.setattr(raw, "cursor", cursor)
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
     assert run_job(app.tasks["diagnostics.noop"], str(job.id)) == "succeeded"
+    monkeypatch.undo()
     assert connection.connection is raw, "the job opened a new connection instead of reusing the process's"
     assert len(sent) == 2, sent
     assert sent[0].lstrip().startswith("UPDATE")
     assert "WITH done AS" in sent[1]
     job.refresh_from_db()
     assert job.status == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_and_the_finish_become_prepared_statements():
+    """PostgreSQL parses and plans them once per connection, not once per job."""
+    from django.db import connection
+
+    from config.celery import app
+    from workers import tasks  # noqa: F401
+    from workers.runtime import run_job
+
+    owner = UserFactory()
+    connection.ensure_connection()
+    connection.close_at = None
+    for _ in range(3):
+        job = services.job_submit(owner=owner, kind="diagnostics.noop", payload={})
+        assert run_job(app.tasks["diagnostics.noop"], str(job.id)) == "succeeded"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(p.lstrip().startswith('UPDATE "jobs_job" SET status') for p in prepared), prepared
+    assert any("WITH done AS" in p for p in prepared), prepared
