@@ -107,7 +107,7 @@ def _platform_drain(stack: Stack, jobs: int) -> dict[str, Any]:
     client = stack.client()
     mode = "batch"
     bodies = {size: _batch_body(size) for size in {BATCH_SIZE, jobs % BATCH_SIZE or BATCH_SIZE}}
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     submitted = 0
     while submitted < jobs:
         size = min(BATCH_SIZE, jobs - submitted)
@@ -122,11 +122,16 @@ def _platform_drain(stack: Stack, jobs: int) -> dict[str, Any]:
         _submit_singly(stack, jobs)
     submit_seconds = time.perf_counter() - t0
     deadline = time.monotonic() + 120 + jobs / 10
+    # Polled gently (a COUNT every 20 ms was a few percent of a core, taken from the platform
+    # being measured); the end is read exactly from the last finished_at instead.
     while stack.active_jobs():
         if time.monotonic() > deadline:
             raise BenchError(f"{stack.active_jobs()} jobs still active {time.perf_counter() - t0:.0f} s after submit")
-        time.sleep(0.02)
-    seconds = time.perf_counter() - t0
+        time.sleep(0.2)
+    last = stack.sql(
+        "SELECT extract(epoch FROM max(finished_at)) FROM jobs_job WHERE finished_at >= to_timestamp(%s)", [wall0]
+    )
+    seconds = float(last[0][0]) - wall0
     return {"seconds": seconds, "submit_seconds": submit_seconds, "mode": mode}
 
 
@@ -146,7 +151,7 @@ def _submit_singly(stack: Stack, jobs: int, threads: int = 16) -> None:
             future.result()
 
 
-def _baseline_drain(stack: Stack, system: str, jobs: int) -> dict[str, Any]:
+def _baseline_drain(stack: Stack, system: str, jobs: int, *, events: bool) -> dict[str, Any]:
     db = {"plain": 3, "dcr": 4}[system]
     env = {**stack.env, "BENCH_BROKER_URL": stack.redis_url(db), "PYTHONPATH": str(ROOT)}
     module = "bench.plain_celery"
@@ -158,7 +163,7 @@ def _baseline_drain(stack: Stack, system: str, jobs: int) -> dict[str, Any]:
     worker = stack.spawn(
         f"{system}-worker",
         f"celery -A {module} worker --loglevel=WARNING --concurrency={stack.worker_concurrency} "
-        f"--prefetch-multiplier=1 -E --without-mingle --without-gossip -n bench-{system}@%h",
+        f"--prefetch-multiplier=1{' -E' if events else ''} --without-mingle --without-gossip -n bench-{system}@%h",
         env=env,
     )
     try:
@@ -170,27 +175,45 @@ def _baseline_drain(stack: Stack, system: str, jobs: int) -> dict[str, Any]:
 
 def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
     n = sizes.drain_jobs
-    runs: dict[str, list[dict[str, Any]]] = {"platform": [], "plain": [], "dcr": []}
+    events = stack.task_events  # the baselines' workers get the same setting as the platform's
+    names = {
+        "platform": f"platform: {n:,} diagnostics.noop jobs",
+        "plain": "plain Celery: same no-op tasks",
+        "dcr": "Celery + django-celery-results (PostgreSQL)",
+        "platform_quiet": "platform, task events off (WORKER_TASK_EVENTS=0)",
+        "plain_quiet": "plain Celery, task events off",
+    }
+    if not events:
+        names = {k: v for k, v in names.items() if not k.endswith("_quiet")}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for round_ in range(1, sizes.drain_rounds + 1):
-        # Interleaved rounds, so a noisy neighbour on the machine hurts all three alike.
+        # Interleaved rounds, so a noisy neighbour on the machine hurts all of them alike.
         stack.start_worker()
         runs["platform"].append(_platform_drain(stack, n))
         stack.stop_worker()  # the platform's worker must not compete with the baselines
-        runs["plain"].append(_baseline_drain(stack, "plain", n))
-        runs["dcr"].append(_baseline_drain(stack, "dcr", n))
+        runs["plain"].append(_baseline_drain(stack, "plain", n, events=events))
+        runs["dcr"].append(_baseline_drain(stack, "dcr", n, events=events))
+        if events:
+            # What task events cost, measured: the platform and plain Celery without them.
+            stack.start_worker(env={"WORKER_TASK_EVENTS": "0"})
+            runs["platform_quiet"].append(_platform_drain(stack, n))
+            stack.stop_worker()
+            runs["plain_quiet"].append(_baseline_drain(stack, "plain", n, events=False))
         log(
             f"drain round {round_}: "
             + ", ".join(f"{name} {n / r[-1]['seconds']:.0f} jobs/s" for name, r in runs.items())
         )
     rate = {name: statistics.median(n / r["seconds"] for r in rs) for name, rs in runs.items()}
     mode = runs["platform"][0]["mode"]
-    report.add(1, f"platform: {n:,} diagnostics.noop jobs", fmt_rate(rate["platform"], "jobs/s"))
-    report.add(1, "plain Celery: same no-op tasks", fmt_rate(rate["plain"], "jobs/s"))
-    report.add(1, "Celery + django-celery-results (PostgreSQL)", fmt_rate(rate["dcr"], "jobs/s"))
+    for name, label in names.items():
+        report.add(1, label, fmt_rate(rate[name], "jobs/s"))
     ratio_plain = rate["platform"] / rate["plain"]
     ratio_dcr = rate["platform"] / rate["dcr"]
     report.add(1, "platform / plain Celery", f"{ratio_plain:.2f}", "≥ 0.6", ratio_plain >= 0.6)
     report.add(1, "platform / Celery + django-celery-results", f"{ratio_dcr:.2f}", "≥ 3", ratio_dcr >= 3)
+    if events:
+        quiet = rate["platform_quiet"] / rate["plain_quiet"]
+        report.add(1, "platform / plain Celery, both without task events", f"{quiet:.2f}")
     failed = stack.sql("SELECT count(*) FROM jobs_job WHERE kind = 'diagnostics.noop' AND status <> 'succeeded'")[0][0]
     submit = statistics.median(r["submit_seconds"] for r in runs["platform"])
     how = (
@@ -199,23 +222,31 @@ def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
         else f"submitted one by one with POST /api/v1/jobs from 16 threads (POST /api/v1/jobs/batch answered "
         f"404/405; median {submit:.2f} s for all of them)"
     )
+    on_off = "on (WORKER_TASK_EVENTS, the default: Flower's task views need them)" if events else "off"
     report.note(
         1,
         f"Median of {sizes.drain_rounds} interleaved round(s) of {n:,} jobs each; each figure runs from the first "
         f"submit (or publish) until the last job is done. Platform: {how}, done when PostgreSQL holds no queued, "
         f"running or retrying job; {failed} job(s) did not succeed. The worker is the Procfile's "
-        f"(concurrency {stack.worker_concurrency}, prefetch 1, late acks, events on, a pool process replaced every "
-        f"{stack.env.get('WORKER_MAX_TASKS_PER_CHILD', '1000')} jobs by WORKER_MAX_TASKS_PER_CHILD); web and beat "
-        f"stay up throughout.",
+        f"(concurrency {stack.worker_concurrency}, prefetch 1, late acks, task events {on_off}, a pool process "
+        f"replaced every {stack.env.get('WORKER_MAX_TASKS_PER_CHILD', '1000')} jobs by WORKER_MAX_TASKS_PER_CHILD); "
+        f"web and beat stay up throughout.",
     )
     report.note(
         1,
         f"Baselines, with the platform's worker stopped: the same Redis server (databases 3 and 4), a worker with "
-        f"--concurrency={stack.worker_concurrency} --prefetch-multiplier=1, acks_late, no events; N tasks published "
-        f"through one producer (apply_async). Plain Celery (bench/plain_celery.py) ignores results, each task "
-        f"counts itself in Redis. Celery + django-celery-results (bench/dcr_settings.py, bench/dcr_celery.py): "
-        f"result_backend 'django-db', task_track_started, the same PostgreSQL database and connection settings; "
-        f"done when N SUCCESS rows are there.",
+        f"the same settings (--concurrency={stack.worker_concurrency} --prefetch-multiplier=1, acks_late, task "
+        f"events {'on (-E)' if events else 'off'}); N tasks published through one producer (apply_async). Plain "
+        f"Celery (bench/plain_celery.py) ignores results, each task counts itself in Redis. Celery + "
+        f"django-celery-results (bench/dcr_settings.py, bench/dcr_celery.py): result_backend 'django-db', "
+        f"task_track_started, the same PostgreSQL database and connection settings; done when N SUCCESS rows are "
+        f"there."
+        + (
+            " The two rows without task events are there to show what events cost each side; the goals compare "
+            "like with like, events on both."
+            if events
+            else ""
+        ),
     )
     per_round = "; ".join(
         f"round {i + 1}: " + ", ".join(f"{name} {n / runs[name][i]['seconds']:.0f}" for name in runs)

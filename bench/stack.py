@@ -227,12 +227,15 @@ class Stack:
         self.spawn("web", self.procfile["web"])
         self._wait(lambda: self.client().request("GET", "/healthz")[0] == 200, 60, "web did not answer /healthz")
 
-    def start_worker(self, *, warm: bool = True) -> Process:
-        """A worker exactly as the Procfile runs it; `warm` waits until it has run one job."""
+    def start_worker(self, *, warm: bool = True, env: dict[str, str] | None = None) -> Process:
+        """A worker exactly as the Procfile runs it (`env` adds variables); `warm` waits until
+        it has run one job."""
         if self.worker is not None:
             return self.worker
         self._worker_count += 1
-        self.worker = self.spawn(f"worker{self._worker_count}", self.procfile["worker"])
+        self.worker = self.spawn(
+            f"worker{self._worker_count}", self.procfile["worker"], env={**self.env, **(env or {})}
+        )
         if warm:
             for _ in range(4):  # both pool processes have run a job, the task imports are done
                 job = self.submit("diagnostics.noop")
@@ -254,6 +257,11 @@ class Stack:
     def stop_worker(self) -> None:
         if self.worker is not None:
             self.stop(self.worker)
+
+    @property
+    def task_events(self) -> bool:
+        """Whether the platform's worker sends task events (WORKER_TASK_EVENTS, on by default)."""
+        return self.env.get("WORKER_TASK_EVENTS", "1").strip().lower() not in {"0", "false", "no", "off"}
 
     @property
     def worker_concurrency(self) -> int:

@@ -290,7 +290,10 @@ CELERY_TASK_IGNORE_RESULT = True
 # No task-sent events: they double the cost of every publish (a batch of 1,000 spent half its
 # time on them). Flower still sees every task from the worker's received/started/succeeded.
 CELERY_TASK_SEND_SENT_EVENT = False
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events feed Flower's task views. They cost the worker's main process a publish per
+# loop (bench/run measures it); WORKER_TASK_EVENTS=0 turns them off, and a running Flower
+# turns them on again in every worker (its enable_events, every 5 s).
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("WORKER_TASK_EVENTS", True)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared so every process (Flower's queue view included) knows them all, the dead_letter
 # mirror too, even before a worker says what it consumes.

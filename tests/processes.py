@@ -150,7 +150,6 @@ def start_worker(
         queues,
         f"--concurrency={concurrency}",
         "--prefetch-multiplier=1",
-        "-E",
         "-n",
         f"{name}@%h",
         "--without-mingle",

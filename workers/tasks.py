@@ -11,14 +11,15 @@ import django
 django.setup()  # beat imports this before Django's fixup has set up the apps
 
 import logging  # noqa: E402
+from typing import Any  # noqa: E402
 
 from celery import Task  # noqa: E402
-from celery.signals import setup_logging  # noqa: E402
+from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_process_shutdown  # noqa: E402
 from celery.worker.request import Request  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
 from apps.deadletters.monitor import dead_letters_monitor  # noqa: E402
-from apps.jobs import services  # noqa: E402
+from apps.jobs import broker, services  # noqa: E402
 from apps.jobs.operations import bulk_operations_advance  # noqa: E402
 from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
 from apps.jobs.registry import registry  # noqa: E402
@@ -39,6 +40,27 @@ def use_django_logging(**kwargs: object) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@celeryd_init.connect(dispatch_uid="workers.transport")
+def use_shared_client_transport(conf: Any = None, **kwargs: Any) -> None:
+    """The worker's broker connections use kombu's Redis transport with one client per
+    channel (apps.jobs.transport). Only the worker: Flower tells brokers apart by the URL's
+    scheme, which a transport named by its class path would change."""
+    if conf is not None and str(conf.broker_url or "").startswith("redis://"):
+        conf.broker_transport = "apps.jobs.transport:Transport"
+
+
+@worker_process_init.connect(dispatch_uid="workers.write_behind.start")
+def start_write_behind(**kwargs: object) -> None:
+    """A pool process sends its metrics and doorbells from a background thread, so a job's
+    process is free for the next job while they travel (apps.jobs.broker)."""
+    broker.write_behind_start()
+
+
+@worker_process_shutdown.connect(dispatch_uid="workers.write_behind.stop")
+def stop_write_behind(**kwargs: object) -> None:
+    broker.write_behind_stop()
 
 
 class JobRequest(Request):

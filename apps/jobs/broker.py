@@ -1,11 +1,21 @@
 """A plain Redis client on the broker's server, for the platform's own keys (the broker
 sentinel, drain counters, concurrency slots, rate buckets, queue depths, metrics), and a way
-to send fire-and-forget writes in one round trip."""
+to send fire-and-forget writes in one round trip.
+
+In a worker's pool process those writes go behind (`write_behind_start`): a background thread
+sends them, several jobs' worth per round trip, while the job's process goes on to its next
+job. They are counters and doorbells; PostgreSQL holds every job's state, so a write that is
+late by milliseconds, or lost with a killed process, loses no job."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
+import os
+import queue
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -40,6 +50,67 @@ def reset_redis_client() -> None:
     _clients.clear()
 
 
+# --- write-behind, in worker processes --------------------------------------------------
+
+_GATHER_SECONDS = 0.002  # after the first write, wait this long for the job's others to join
+
+
+class _WriteBehind:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        # A list of writes per job start or finish; None asks the thread to send what it has and end.
+        self.queue: queue.SimpleQueue[list[Callable[[Pipeline], object]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="redis-write-behind", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batches = [self.queue.get()]
+            time.sleep(_GATHER_SECONDS)
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batches.append(self.queue.get_nowait())
+            stop = None in batches
+            commands = [command for batch in batches if batch is not None for command in batch]
+            if commands:
+                try:
+                    _send(commands)
+                except Exception:  # nothing may end the thread every later write needs
+                    logger.exception("%d Redis write(s) dropped", len(commands))
+            if stop:
+                return
+
+    def stop(self, timeout: float) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+
+_behind: _WriteBehind | None = None
+
+
+def write_behind_start() -> None:
+    """Send this process's fire-and-forget writes from a background thread from now on
+    (each worker pool process calls it once it has forked)."""
+    global _behind
+    _behind = _WriteBehind()
+
+
+def write_behind_stop(timeout: float = 2.0) -> None:
+    """Send what is waiting and go back to sending at once (a pool process leaving)."""
+    global _behind
+    behind, _behind = _behind, None
+    if behind is not None and behind.pid == os.getpid():
+        behind.stop(timeout)
+
+
+def _dispatch(commands: list[Callable[[Pipeline], object]]) -> None:
+    behind = _behind
+    if behind is not None and behind.pid == os.getpid():
+        behind.queue.put(commands)
+    else:
+        _send(commands)
+
+
 def write(command: Callable[[Pipeline], object]) -> None:
     """Queue a fire-and-forget write (a counter, a notification). Inside `batched_writes()`
     it waits for the batch's single round trip; otherwise it is sent at once. A Redis error
@@ -48,7 +119,7 @@ def write(command: Callable[[Pipeline], object]) -> None:
     if pending is not None:
         pending.append(command)
         return
-    _send([command])
+    _dispatch([command])
 
 
 @contextmanager
@@ -62,14 +133,17 @@ def batched_writes() -> Iterator[None]:
     finally:
         _batch.reset(token)
         if pending:
-            _send(pending)
+            _dispatch(pending)
 
 
 def _send(commands: list[Callable[[Pipeline], object]]) -> None:
     try:
         pipe = redis_client().pipeline(transaction=False)
         for command in commands:
-            command(pipe)
+            try:
+                command(pipe)
+            except Exception:  # a faulty write is dropped alone, not with the batch it is in
+                logger.exception("a Redis write could not be prepared; dropped")
         pipe.execute()
     except redis.RedisError as exc:
         logger.warning("%d Redis write(s) dropped (metrics or notifications): %s", len(commands), exc)

@@ -69,6 +69,8 @@ def test_a_running_worker_prefetches_no_more_than_it_runs_and_acknowledges_late(
     assert settings["CELERY_TASK_REJECT_ON_WORKER_LOST"] is True
     assert settings["CELERY_WORKER_MAX_TASKS_PER_CHILD"] >= 1
     assert settings["CELERY_WORKER_MAX_MEMORY_PER_CHILD"] >= 1
+    # Its broker connections keep one Redis client per channel (apps.jobs.transport).
+    assert figures["broker"]["transport"] == "apps.jobs.transport:Transport"
     assert worker.proc.poll() is None
 
 

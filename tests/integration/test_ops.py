@@ -76,8 +76,18 @@ def test_metrics_agree_with_the_database_after_mixed_jobs_on_two_workers(platfor
         for _ in range(2)
     ]
     wait_terminal(ids, timeout=60)
-
-    text = client.get("/metrics").content.decode()
+    # A worker's counters travel a few milliseconds behind the job's commit (they leave from
+    # its write-behind thread), so read /metrics once the last of them has arrived.
+    text = wait_for(
+        lambda: (
+            (t := client.get("/metrics").content.decode())
+            and sample(t, "job_duration_seconds_count", kind="diagnostics.noop", outcome="succeeded") == 6
+            and sample(t, "jobs_total", event="failed", kind="diagnostics.flaky") == 2
+            and t
+        ),
+        timeout=10,
+        what="the workers' counters to reach /metrics",
+    )
 
     for kind in ("diagnostics.noop", "diagnostics.flaky"):
         jobs = Job.objects.filter(id__in=ids, kind=kind)

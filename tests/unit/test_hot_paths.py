@@ -111,3 +111,47 @@ def test_the_claim_and_the_finish_become_prepared_statements():
         prepared = [row[0] for row in cursor.fetchall()]
     assert any(p.lstrip().startswith('UPDATE "jobs_job" SET status') for p in prepared), prepared
     assert any("WITH done AS" in p for p in prepared), prepared
+
+
+def test_writes_behind_all_arrive_and_stopping_sends_what_still_waits():
+    """A worker's pool process sends its counters and doorbells from a background thread:
+    none is lost on the way, a faulty one does not stop the ones after it, and a process
+    that stops first sends what is still waiting."""
+    from apps.jobs import broker
+
+    key = "tests:write-behind"
+    client = broker.redis_client()
+    client.delete(key)
+
+    def broken(pipe):
+        raise RuntimeError("a bug in one write")
+
+    broker.write_behind_start()
+    try:
+        for i in range(100):
+            if i == 50:
+                broker.write(broken)
+            with broker.batched_writes():
+                broker.write(lambda pipe: pipe.incr(key))
+    finally:
+        broker.write_behind_stop()
+    assert int(client.get(key)) == 100
+    # Stopped: writes are sent at once again.
+    broker.write(lambda pipe: pipe.incr(key))
+    assert int(client.get(key)) == 101
+
+
+def test_the_workers_broker_channel_keeps_one_redis_client_per_connection_pool(redis_server):
+    """kombu would build a new client for every acknowledgement and every event published."""
+    from kombu import Connection
+
+    with Connection(redis_server.url, transport="apps.jobs.transport:Transport") as conn:
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.ping()
+        channel._pool = None  # what kombu does when the connection is lost
+        with channel.conn_or_acquire() as after:
+            assert after is not first
+            assert after.connection_pool is channel.pool
+            assert after.ping()
