@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis.commands.core import Script
 
 from apps.jobs.broker import redis_client
 
@@ -33,6 +34,54 @@ def parse_rate(rate: str) -> tuple[float, float]:
 def queue_depth(queue: str) -> int:
     """Messages waiting on a queue (kombu keeps a Redis list per queue, named after it)."""
     return int(redis_client().llen(queue))
+
+
+# A client's in-flight count, read from PostgreSQL at most once per this many seconds and
+# raised by its own submissions meanwhile. Finishing jobs lower it only at the next read: a
+# client near its quota may be refused for up to a second longer than an exact count would.
+IN_FLIGHT_CACHE_SECONDS = 1
+
+_ADMISSION = """
+local depth = redis.call('LLEN', KEYS[1])
+local in_flight = redis.call('GET', KEYS[2])
+local count = tonumber(ARGV[1])
+if in_flight and depth + count <= tonumber(ARGV[2]) and tonumber(in_flight) + count <= tonumber(ARGV[3]) then
+    redis.call('INCRBY', KEYS[2], count)
+end
+return {depth, in_flight and tonumber(in_flight) or -1}
+"""
+_admission_script: Script | None = None
+
+
+@dataclass(frozen=True)
+class AdmissionFigures:
+    depth: int
+    in_flight: int | None  # None: not known this second; count it in PostgreSQL
+
+
+def in_flight_key(owner_id: object) -> str:
+    return f"jobplatform:in-flight:{owner_id}"
+
+
+def admission_figures(
+    *, queue: str, owner_id: object, count: int, depth_limit: int, in_flight_limit: int
+) -> AdmissionFigures:
+    """The queue's depth and the client's cached in-flight count in one round trip. When
+    both leave room for `count` more, the cached count is raised by `count` in the same step,
+    so a burst of submissions within the second sees its own jobs."""
+    global _admission_script
+    client = redis_client()
+    if _admission_script is None:
+        _admission_script = client.register_script(_ADMISSION)
+    depth, in_flight = _admission_script(
+        keys=[queue, in_flight_key(owner_id)], args=[count, depth_limit, in_flight_limit], client=client
+    )
+    return AdmissionFigures(depth=int(depth), in_flight=None if int(in_flight) < 0 else int(in_flight))
+
+
+def in_flight_remember(owner_id: object, in_flight: int) -> None:
+    """Cache a count just read from PostgreSQL (with the submission being admitted)."""
+    redis_client().set(in_flight_key(owner_id), in_flight, ex=IN_FLIGHT_CACHE_SECONDS)
 
 
 def drain_key(queue: str, now: float | None = None) -> str:

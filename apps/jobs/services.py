@@ -123,11 +123,17 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
     """Refuse work the platform cannot absorb, with 429 and a Retry-After computed from the
     queue's measured drain rate: past QUEUE_MAX_DEPTH waiting on the queue, or past the
     client's CLIENT_MAX_IN_FLIGHT. With Redis unreachable the depth is read from PostgreSQL
-    instead, and an accepted job waits there for the relay."""
+    instead, and an accepted job waits there for the relay. The client's in-flight count is
+    counted in PostgreSQL at most once a second (flow.admission_figures)."""
     limit = settings.QUEUE_MAX_DEPTH
+    in_flight_limit = settings.CLIENT_MAX_IN_FLIGHT
     broker_up = True
+    in_flight: int | None = None
     try:
-        depth = flow.queue_depth(queue)
+        figures = flow.admission_figures(
+            queue=queue, owner_id=owner.pk, count=count, depth_limit=limit, in_flight_limit=in_flight_limit
+        )
+        depth, in_flight = figures.depth, figures.in_flight
     except redis.RedisError as broker_error:
         broker_up = False
         # The broker is away: count the backlog in PostgreSQL. Under the limit the job is
@@ -160,10 +166,14 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
             headers={"Retry-After": str(wait)},
             details={"queue": queue, "depth": depth, "limit": limit, "drain_per_second": round(rate, 2)},
         )
-    in_flight_limit = settings.CLIENT_MAX_IN_FLIGHT
-    in_flight = (
-        Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).values("id")[: in_flight_limit + count].count()
-    )
+    if in_flight is None:
+        in_flight = (
+            Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).values("id")[: in_flight_limit + count].count()
+        )
+        admitted = in_flight + count <= in_flight_limit
+        if broker_up:
+            with contextlib.suppress(redis.RedisError):
+                flow.in_flight_remember(owner.pk, in_flight + count if admitted else in_flight)
     if in_flight + count > in_flight_limit:
         wait = flow.retry_after_seconds(excess=in_flight + count - in_flight_limit, rate=drain_rate())
         raise TooManyRequests(

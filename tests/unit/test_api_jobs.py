@@ -156,6 +156,32 @@ def test_submitting_costs_a_fixed_number_of_queries_publish_included(
     assert Job.objects.get(id=response.json()["id"]).published_at is not None
 
 
+def test_a_clients_next_submissions_within_the_second_skip_the_in_flight_count(
+    api, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    """The count is read from PostgreSQL once a second per client (a COUNT that grows with
+    the client's backlog) and carried in Redis meanwhile, raised by each admitted job."""
+    from apps.jobs import flow
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = api.post(JOBS, {"kind": "diagnostics.noop", "payload": {}}, format="json")
+    assert first.status_code == 202
+    for _ in range(3):
+        with django_assert_num_queries(5), django_capture_on_commit_callbacks(execute=True):
+            assert api.post(JOBS, {"kind": "diagnostics.noop", "payload": {}}, format="json").status_code == 202
+    owner = Job.objects.get(id=first.json()["id"]).owner_id
+    assert int(flow.redis_client().get(flow.in_flight_key(owner))) == 4
+
+
+def test_the_in_flight_quota_holds_within_the_cached_second(api, settings, django_capture_on_commit_callbacks):
+    settings.CLIENT_MAX_IN_FLIGHT = 3
+    codes = []
+    for _ in range(5):
+        with django_capture_on_commit_callbacks(execute=True):
+            codes.append(api.post(JOBS, {"kind": "diagnostics.noop", "payload": {}}, format="json").status_code)
+    assert codes == [202, 202, 202, 429, 429]
+
+
 # --- read ----------------------------------------------------------------------------------
 
 
