@@ -3,7 +3,8 @@ client sees is never an accident of the model."""
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, ClassVar
 
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
@@ -58,6 +59,19 @@ class JobOutput(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
+
+    _prototype: ClassVar[dict[str, serializers.Field] | None] = None
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # ModelSerializer derives every field from the model again for each instance: a
+        # millisecond of every submit and poll. Derive them once, and hand each instance
+        # copies, as DRF does for declared fields (fields are bound per instance).
+        cls = type(self)
+        prototype = cls.__dict__.get("_prototype")
+        if prototype is None:
+            prototype = super().get_fields()
+            cls._prototype = prototype  # per class: a subclass has fields of its own
+        return copy.deepcopy(prototype)
 
     class Meta:
         model = Job

@@ -200,17 +200,18 @@ def job_submit(
     k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
     callback_url = job_validate_callback_url(callback_url)
     job_admission_check(owner=owner, queue=k.queue_for(priority))
-    with transaction.atomic():
-        return _job_create(
-            callback_url=callback_url,
-            owner=owner,
-            k=k,
-            payload=payload,
-            priority=priority,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            request_id=request_id,
-        )
+    # One INSERT, committed by itself: no BEGIN and COMMIT round trips around it. The
+    # publish waits for the commit either way (it runs on commit, at once in autocommit).
+    return _job_create(
+        callback_url=callback_url,
+        owner=owner,
+        k=k,
+        payload=payload,
+        priority=priority,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        request_id=request_id,
+    )
 
 
 def _job_create(
