@@ -73,7 +73,7 @@ class LeaseKeeper:
         lease = Lease(claim, kind, slot, time.monotonic() + self.interval())
         with self._lock:
             self._leases[claim.job_id] = lease
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
                 self._thread.start()
         return lease
@@ -99,8 +99,8 @@ class LeaseKeeper:
             time.sleep(max(0.05, min([interval, *(d - time.monotonic() for d in later)])))
 
     def _renew(self, lease: Lease) -> None:
-        close_old_connections()  # this thread's own connection: too old or broken, replaced
         try:
+            close_old_connections()  # this thread's own connection: too old or broken, replaced
             if not services.job_heartbeat(claim=lease.claim):
                 lease.lost = True
                 self.release(lease)
