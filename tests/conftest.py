@@ -119,3 +119,13 @@ def own_redis(platform, redis_server):
     platform.stop()
     server.stop()
     _reset_publisher(redis_server.url)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A local HTTP server that records the webhooks it receives (unit and integration tests)."""
+    from tests.unit.test_webhooks import Receiver
+
+    r = Receiver().start()
+    yield r
+    r.stop()

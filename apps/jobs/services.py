@@ -170,8 +170,8 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
         in_flight = (
             Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).values("id")[: in_flight_limit + count].count()
         )
-        admitted = in_flight + count <= in_flight_limit
-        if broker_up:
+        if broker_up:  # with this submission counted when it is about to be admitted
+            admitted = in_flight + count <= in_flight_limit
             with contextlib.suppress(redis.RedisError):
                 flow.in_flight_remember(owner.pk, in_flight + count if admitted else in_flight)
     if in_flight + count > in_flight_limit:

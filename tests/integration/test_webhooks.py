@@ -17,18 +17,11 @@ from apps.jobs.models import Job, JobAttempt
 from apps.webhooks.signing import verify_signature
 from tests.integration.helpers import wait_terminal
 from tests.processes import wait_for
-from tests.unit.test_webhooks import Receiver, documented_signature
+from tests.unit.test_webhooks import documented_signature
 
 pytestmark = pytest.mark.integration
 
 DELIVER = "webhooks.deliver"
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -117,13 +117,6 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def allow_private(settings):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     return settings
