@@ -155,3 +155,25 @@ def test_the_workers_broker_channel_keeps_one_redis_client_per_connection_pool(r
             assert after is not first
             assert after.connection_pool is channel.pool
             assert after.ping()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submits_statements_are_prepared(api, django_capture_on_commit_callbacks):
+    """The token lookup, the insert and the outbox mark: parsed and planned once per
+    connection, not once per request."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    connection.close_at = None
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/api/v1/jobs", {"kind": "diagnostics.noop", "payload": {}}, format="json")
+        assert response.status_code == 202
+    job = Job.objects.get(id=response.json()["id"])
+    assert job.published_at is not None
+    assert job.updated_at is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    for text in ('FROM "authtoken_token" t JOIN', 'INSERT INTO "jobs_job"', 'UPDATE "jobs_job" SET "published_at"'):
+        assert any(text in p for p in prepared), (text, prepared)
