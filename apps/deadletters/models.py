@@ -35,6 +35,8 @@ class DeadLetter(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            # The admin's unfiltered list, newest first, and its date hierarchy's ends.
+            models.Index(fields=["-created_at"], name="dl_created"),
             models.Index(fields=["state", "-created_at"], name="dl_state_created"),
             models.Index(fields=["kind", "-created_at"], name="dl_kind_created"),
             models.Index(fields=["error_type", "-created_at"], name="dl_error_created"),

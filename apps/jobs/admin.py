@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.core.adminscale import IndexedRelatedOnlyFilter, IndexedValuesFilter, ScaledModelAdmin
 from apps.jobs import operations
 from apps.jobs.models import BulkOperation, IdempotencyKey, Job, JobAttempt, JobStep
 
@@ -74,13 +75,13 @@ class JobAttemptInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ScaledModelAdmin):
     list_display = ["id", "kind", "status", "priority", "attempts", "owner", "created_at", "finished_at"]
     list_filter = [
         "status",
-        "kind",
+        ("kind", IndexedValuesFilter),
         "priority",
-        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("owner", IndexedRelatedOnlyFilter),
         ("created_at", admin.DateFieldListFilter),
     ]
     actions = ["retry", "cancel"]
@@ -88,8 +89,6 @@ class JobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     ordering = ["-created_at"]
-    # A million rows: no full-table COUNT(*) for the "x of y" line on every page.
-    show_full_result_count = False
     inlines = [JobAttemptInline]
     readonly_fields = [
         "id",
