@@ -78,6 +78,10 @@ class Job(models.Model):
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["owner", "status", "-created_at"], name="job_owner_status_created"),
             models.Index(fields=["owner", "kind", "-created_at"], name="job_owner_kind_created"),
+            # By status and kind: either index above alone reads past every row of the other
+            # filter's values (the newest jobs are the live ones, so a list of succeeded jobs
+            # of one kind skipped the whole backlog first: 14 ms at 1M jobs, bench/run scale).
+            models.Index(fields=["owner", "status", "kind", "-created_at"], name="job_owner_status_kind_created"),
             # The admin's filters and date hierarchy.
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["kind", "-created_at"], name="job_kind_created"),

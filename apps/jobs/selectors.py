@@ -32,7 +32,8 @@ def job_list(*, owner: AbstractBaseUser, filters: JobFilters | None = None) -> Q
         qs = qs.filter(created_at__gt=filters.created_after)
     if filters.created_before:
         qs = qs.filter(created_at__lt=filters.created_before)
-    return qs.order_by("-created_at")
+    # A list never shows tracebacks (the detail view does): kilobytes per failed job, unread.
+    return qs.defer("error_traceback").order_by("-created_at")
 
 
 def job_get(*, owner: AbstractBaseUser, job_id: object) -> Job:

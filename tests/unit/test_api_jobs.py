@@ -254,6 +254,19 @@ def test_the_list_shows_only_the_callers_jobs_newest_first(api, user):
     assert set(response.json()["results"][0]) >= JOB_FIELDS
 
 
+def test_a_list_page_costs_the_same_queries_however_many_jobs_it_holds(api, user, django_assert_num_queries):
+    """The token and the page: no query per job (a list leaves tracebacks unread)."""
+    jobs = make_jobs(user, 20)
+    Job.objects.filter(id__in=[j.id for j in jobs]).update(
+        status="failed", error_type="ValueError", error_traceback="Traceback ...\n" * 200
+    )
+    with django_assert_num_queries(2):
+        response = api.get(JOBS, {"status": "failed"})
+    assert response.status_code == 200
+    assert len(ids(response)) == 20
+    assert response.json()["results"][0]["error"]["type"] == "ValueError"
+
+
 def test_the_list_pages_with_a_cursor_until_every_job_was_seen_once(api, user):
     mine = make_jobs(user, 5)
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 from rest_framework.test import APIRequestFactory
 
 from apps.jobs import services
-from apps.jobs.models import Job
-from apps.jobs.serializers import JobDetailOutput, JobOutput
+from apps.jobs.models import Job, JobAttempt
+from apps.jobs.serializers import AttemptOutput, JobDetailOutput, JobOutput
 from tests.factories import UserFactory
 
 
@@ -68,6 +68,19 @@ def test_the_fast_representation_equals_drfs(serializer):
         assert list(fast) == list(drf)
         assert json.dumps(fast) == json.dumps(drf), job.status
     assert fast["links"]["self"].startswith("http://api.example.com/api/v1/jobs/")
+
+
+@pytest.mark.django_db
+def test_the_fast_attempt_representation_equals_drfs():
+    _jobs_in_every_state()
+    attempts = list(JobAttempt.objects.all())
+    assert {a.outcome for a in attempts} >= {"succeeded", "failed", "permanent"}
+    assert any(a.retry_at is not None for a in attempts)
+    for attempt in attempts:
+        fast = AttemptOutput(attempt).data
+        drf = AttemptOutput().drf_representation(attempt)
+        assert list(fast) == list(drf)
+        assert json.dumps(fast) == json.dumps(drf)
 
 
 @pytest.mark.django_db
