@@ -164,16 +164,17 @@ class JobBatchSubmitApi(APIView):
                 code="batch_too_large",
                 details={"max_jobs": BATCH_MAX_JOBS, "jobs": len(raw)},
             )
-        data = JobBatchSubmitInput(data=request.data)
-        if not data.is_valid():
-            raise InvalidInput(
-                "The batch is not valid, so no job was submitted; see details (one entry per bad job, by index).",
-                code="invalid_batch",
-                details=_batch_errors(data.errors),
-            )
-        jobs = services.job_submit_batch(
-            owner=request.user, jobs=data.validated_data["jobs"], request_id=_request_id(request)
-        )
+        specs = JobBatchSubmitInput.simple_jobs(request.data)
+        if specs is None:
+            data = JobBatchSubmitInput(data=request.data)
+            if not data.is_valid():
+                raise InvalidInput(
+                    "The batch is not valid, so no job was submitted; see details (one entry per bad job, by index).",
+                    code="invalid_batch",
+                    details=_batch_errors(data.errors),
+                )
+            specs = data.validated_data["jobs"]
+        jobs = services.job_submit_batch(owner=request.user, jobs=specs, request_id=_request_id(request))
         body = {"jobs": JobOutput(jobs, many=True, context={"request": request}).data}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 

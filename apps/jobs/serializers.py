@@ -14,13 +14,15 @@ from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from apps.jobs.models import Job, JobAttempt, JobStatus, Priority
+from apps.jobs.registry import registry
 
 # The most jobs one POST /api/v1/jobs/batch may carry.
 BATCH_MAX_JOBS = 1000
+_KIND_MAX_LENGTH = 100
 
 
 class JobSubmitInput(serializers.Serializer):
-    kind = serializers.CharField(max_length=100)
+    kind = serializers.CharField(max_length=_KIND_MAX_LENGTH)
     payload = serializers.JSONField(default=dict)
     # The model's choices, so the OpenAPI schema has one PriorityEnum, not two.
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
@@ -31,6 +33,36 @@ class JobSubmitInput(serializers.Serializer):
 
 class JobBatchSubmitInput(serializers.Serializer):
     jobs = JobSubmitInput(many=True, allow_empty=False, max_length=BATCH_MAX_JOBS)
+
+    @staticmethod
+    def simple_jobs(data: Any) -> list[dict[str, Any]] | None:
+        """The validated jobs of a batch whose every job is only a registered kind and an
+        object payload, the common shape; None for any other batch, which DRF validates.
+
+        DRF runs six fields' validation for each of a batch's 1,000 jobs, about a quarter
+        of its time. For this shape the answer is known without it: a registered kind's
+        name passes CharField's checks unchanged, and a parsed JSON object passes
+        JSONField's. tests/unit/test_batch.py holds the result equal to DRF's."""
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(jobs, list) or not 0 < len(jobs) <= BATCH_MAX_JOBS:
+            return None
+        validated = []
+        for job in jobs:
+            if type(job) is not dict or not job.keys() <= _SIMPLE_JOB_KEYS:
+                return None
+            kind, payload = job.get("kind"), job.get("payload", _NO_PAYLOAD)
+            if type(kind) is not str or kind not in registry or len(kind) > _KIND_MAX_LENGTH or kind != kind.strip():
+                return None
+            if payload is _NO_PAYLOAD:
+                payload = {}  # JobSubmitInput's default
+            elif type(payload) is not dict:
+                return None
+            validated.append({"kind": kind, "payload": payload})
+        return validated
+
+
+_SIMPLE_JOB_KEYS = frozenset({"kind", "payload"})
+_NO_PAYLOAD = object()
 
 
 class JobListFilters(serializers.Serializer):

@@ -228,8 +228,8 @@ def _job_create(
 ) -> Job:
     now = timezone.now()
     scheduled = run_at is not None and run_at > now
-    job = Job(
-        owner=owner,
+    job = _new_job(
+        owner,
         kind=k.name,
         payload=payload,
         priority=priority,
@@ -292,8 +292,8 @@ def job_submit_batch(*, owner: AbstractBaseUser, jobs: list[dict[str, Any]], req
     for position, (k, priority, max_attempts, callback_url, spec) in enumerate(checked):
         run_at = spec.get("run_at")
         rows.append(
-            Job(
-                owner=owner,
+            _new_job(
+                owner,
                 kind=k.name,
                 payload=spec.get("payload", {}),
                 priority=priority,
@@ -313,6 +313,32 @@ def job_submit_batch(*, owner: AbstractBaseUser, jobs: list[dict[str, Any]], req
         job_publish_on_commit((str(job.id), job.kind, job.queue, job.request_id) for job in due)
         transaction.on_commit(lambda: signals.jobs_submitted.send(sender=Job, jobs=rows))
     return rows
+
+
+def _new_job(owner: AbstractBaseUser, **values: Any) -> Job:
+    """Job(owner=owner, **values), built positionally. Model.__init__ with keyword arguments
+    resolves every keyword and every field's default one by one, about 25 us per job: a
+    quarter of a 1,000-job batch. Defaults are what Job(...) would give (a fresh one from a
+    callable default, such as the id, for every job)."""
+    defaults = _job_defaults()
+    if not values.keys() <= defaults.keys():
+        raise TypeError(f"Job has no field(s) {sorted(values.keys() - defaults.keys())}")
+    args = [
+        values[name] if name in values else (default() if is_callable else default)
+        for name, (default, is_callable) in defaults.items()
+    ]
+    job = Job(*args)
+    job.owner = owner  # the id and the cached object, as Job(owner=owner) sets them
+    return job
+
+
+@functools.cache
+def _job_defaults() -> dict[str, tuple[Any, bool]]:
+    """attname -> (default, whether to call it), per concrete field in Job(*args) order."""
+    return {
+        f.attname: (f.default, True) if f.has_default() and callable(f.default) else (f.get_default(), False)
+        for f in Job._meta.concrete_fields
+    }
 
 
 def _jobs_insert(jobs: list[Job]) -> None:

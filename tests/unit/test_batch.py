@@ -319,3 +319,38 @@ def test_without_sent_events_only_the_task_messages_are_sent(db, sent_events_set
         pubsub.close()
         client.close()
     assert json.loads(base64.b64decode(raw_messages("low")[0]["body"]))[0] == [job_id]
+
+
+SIMPLE_BATCHES = [
+    [noop()],
+    [{"kind": "diagnostics.noop"}, {"kind": "diagnostics.sleep", "payload": {"seconds": 0.5}}],
+    [noop() for _ in range(1000)],
+]
+NOT_SIMPLE_BATCHES = [
+    [],  # DRF's allow_empty
+    [noop() for _ in range(1001)],  # its max_length
+    [noop(priority="high")],  # any other field
+    [{"kind": " diagnostics.noop "}],  # CharField trims
+    [{"kind": "no.such.kind"}],  # services names the bad kind
+    [{"kind": "diagnostics.noop", "payload": []}],
+    [{"kind": "diagnostics.noop", "payload": None}],
+    [{"kind": 7}],
+    ["diagnostics.noop"],
+    [noop(), {"kind": "diagnostics.noop", "payload": "x"}],
+]
+
+
+@pytest.mark.parametrize("jobs", SIMPLE_BATCHES, ids=["one", "two-kinds", "thousand"])
+def test_a_simple_batch_skips_drfs_validation_with_drfs_result(jobs):
+    from apps.jobs.serializers import JobBatchSubmitInput
+
+    drf = JobBatchSubmitInput(data={"jobs": jobs})
+    assert drf.is_valid(), drf.errors
+    assert JobBatchSubmitInput.simple_jobs({"jobs": jobs}) == [dict(job) for job in drf.validated_data["jobs"]]
+
+
+@pytest.mark.parametrize("jobs", NOT_SIMPLE_BATCHES)
+def test_any_other_batch_goes_through_drf(jobs):
+    from apps.jobs.serializers import JobBatchSubmitInput
+
+    assert JobBatchSubmitInput.simple_jobs({"jobs": jobs}) is None

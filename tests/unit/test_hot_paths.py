@@ -177,3 +177,20 @@ def test_a_submits_statements_are_prepared(api, django_capture_on_commit_callbac
         prepared = [row[0] for row in cursor.fetchall()]
     for text in ('FROM "authtoken_token" t JOIN', 'INSERT INTO "jobs_job"', 'UPDATE "jobs_job" SET "published_at"'):
         assert any(text in p for p in prepared), (text, prepared)
+
+
+def test_a_new_job_built_positionally_equals_one_built_by_keywords(db):
+    """services._new_job skips Model.__init__'s keyword handling; the job must be the same."""
+    owner = UserFactory()
+    values = {"kind": "diagnostics.noop", "payload": {"a": 1}, "queue": "default", "max_attempts": 2}
+    fast, slow = services._new_job(owner, **values), Job(owner=owner, **values)
+    for field in Job._meta.concrete_fields:
+        if field.has_default() and callable(field.default):  # the id, created_at: fresh per job
+            assert getattr(fast, field.attname) is not None, field.name
+        else:
+            assert getattr(fast, field.attname) == getattr(slow, field.attname), field.name
+    assert fast.owner is owner
+    assert fast.id != services._new_job(owner, **values).id  # a fresh id per job, like uuid4's default
+    assert fast._state.adding
+    with pytest.raises(TypeError):
+        services._new_job(owner, no_such_field=1)
