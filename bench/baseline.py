@@ -8,6 +8,8 @@ import json
 import sys
 import time
 
+from bench import cpu
+
 
 def main(system: str, jobs: int) -> None:
     if system == "plain":
@@ -37,13 +39,16 @@ def main(system: str, jobs: int) -> None:
     wait_for(4, 90)
     baseline.reset()
 
+    before = cpu.snapshot()
     t0 = time.perf_counter()
     with baseline.app.producer_or_acquire() as producer:
         for i in range(jobs):
             baseline.noop.apply_async((i,), producer=producer)
     published = time.perf_counter() - t0
     wait_for(jobs, 60 + jobs / 5)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "publish_seconds": published, "jobs": jobs}))
+    seconds = time.perf_counter() - t0
+    spent = cpu.spent(before, cpu.snapshot())
+    print(json.dumps({"seconds": seconds, "publish_seconds": published, "jobs": jobs, "cpu": spent}))
 
 
 if __name__ == "__main__":

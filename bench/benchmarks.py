@@ -251,8 +251,8 @@ def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
             else ""
         ),
     )
-    for name in ("platform", "platform_quiet"):
-        if name in runs:
+    for name in ("platform", "plain", "dcr", "platform_quiet", "plain_quiet"):
+        if name in runs and all("cpu" in r for r in runs[name]):
             totals: dict[str, float] = {}
             for r in runs[name]:
                 for role, seconds in r["cpu"].items():
