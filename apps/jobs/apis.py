@@ -94,16 +94,19 @@ class JobListCreateApi(APIView):
         operation_id="jobs_submit",
     )
     def post(self, request: Request) -> Response:
-        data = JobSubmitInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        spec = JobSubmitInput.simple_job(request.data)
+        if spec is None:
+            data = JobSubmitInput(data=request.data)
+            data.is_valid(raise_exception=True)
+            spec = data.validated_data
         key = request.headers.get("Idempotency-Key")
         headers: dict[str, str] = {}
         if key is None:
-            job = services.job_submit(owner=request.user, request_id=_request_id(request), **data.validated_data)
+            job = services.job_submit(owner=request.user, request_id=_request_id(request), **spec)
             code = status.HTTP_202_ACCEPTED
         else:
             submission = services.job_submit_idempotent(
-                owner=request.user, idempotency_key=key, request_id=_request_id(request), **data.validated_data
+                owner=request.user, idempotency_key=key, request_id=_request_id(request), **spec
             )
             job, code = submission.job, submission.status_code
             headers["Idempotent-Replayed"] = "true" if submission.replayed else "false"

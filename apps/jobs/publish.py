@@ -5,7 +5,9 @@ to `transaction.on_commit`; anything that publishes outside a commit says so in 
 from __future__ import annotations
 
 import base64
+import functools
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,22 +45,15 @@ class _Messages:
     def __init__(self) -> None:
         self.amqp = celery_app.amqp
         self.send_events = bool(celery_app.conf.task_send_sent_event)
-        self.templates: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any], tuple[Any, ...]]] = {}
 
     def build(self, kind: str, job_id: str, request_id: str) -> tuple[dict, dict, tuple, dict | None]:
-        template = self.templates.get((kind, request_id))
-        if template is None:
-            headers, properties, body, _ = self.amqp.as_task_v2(
-                "", kind, args=[], reply_to=celery_app.thread_oid, ignore_result=None, create_sent_event=False
-            )
-            if request_id:
-                headers["request_id"] = request_id
-            template = self.templates[(kind, request_id)] = (headers, properties, body)
-        headers, properties, body = template
+        headers, properties, body = _template(kind, os.getpid(), celery_app.thread_oid)
         task_id = uuid()
         args = [job_id]
         argsrepr = repr(args)
         headers = {**headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr}
+        if request_id:
+            headers["request_id"] = request_id
         properties = {**properties, "correlation_id": task_id}
         sent_event = None
         if self.send_events:
@@ -74,6 +69,17 @@ class _Messages:
                 "expires": None,
             }
         return headers, properties, (args, *body[1:]), sent_event
+
+
+@functools.lru_cache(maxsize=256)
+def _template(kind: str, pid: int, reply_to: str) -> tuple[dict[str, Any], dict[str, Any], tuple[Any, ...]]:
+    """Celery's message for a kind, built once per process and thread (its origin header
+    names the process, reply_to the thread, as send_task's would): as_task_v2 was most of a
+    single submit's publish."""
+    headers, properties, body, _ = celery_app.amqp.as_task_v2(
+        "", kind, args=[], reply_to=reply_to, ignore_result=None, create_sent_event=False
+    )
+    return headers, properties, body
 
 
 _event_dispatcher: Any = None

@@ -354,3 +354,37 @@ def test_any_other_batch_goes_through_drf(jobs):
     from apps.jobs.serializers import JobBatchSubmitInput
 
     assert JobBatchSubmitInput.simple_jobs({"jobs": jobs}) is None
+
+
+@pytest.mark.parametrize(
+    "job",
+    [noop(), {"kind": "diagnostics.noop"}, {"kind": "diagnostics.sleep", "payload": {"seconds": 1, "x": [None]}}],
+)
+def test_a_simple_submit_skips_drfs_validation_with_drfs_result(job):
+    from apps.jobs.serializers import JobSubmitInput
+
+    drf = JobSubmitInput(data=job)
+    assert drf.is_valid(), drf.errors
+    assert JobSubmitInput.simple_job(job) == dict(drf.validated_data)
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        noop(priority="low"),
+        noop(max_attempts=1),
+        noop(callback_url="https://example.com/hook"),
+        {"kind": "diagnostics.noop "},
+        {"kind": ""},
+        {"kind": "x" * 101},
+        {"kind": "no.such.kind", "payload": {}},
+        {"kind": "diagnostics.noop", "payload": [1]},
+        {"payload": {}},
+        [noop()],
+        None,
+    ],
+)
+def test_any_other_submit_goes_through_drf(job):
+    from apps.jobs.serializers import JobSubmitInput
+
+    assert JobSubmitInput.simple_job(job) is None
