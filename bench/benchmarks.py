@@ -4,6 +4,7 @@ measures, and adds its rows and notes to the report; none asserts anything."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import statistics
 import time
@@ -251,6 +252,7 @@ def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
             else ""
         ),
     )
+    per_job: dict[str, float] = {}  # ms of CPU, all processes, per job
     for name in ("platform", "plain", "dcr", "platform_quiet", "plain_quiet"):
         if name in runs and all("cpu" in r for r in runs[name]):
             totals: dict[str, float] = {}
@@ -258,6 +260,8 @@ def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
                 for role, seconds in r["cpu"].items():
                     totals[role] = totals.get(role, 0.0) + seconds
             report.note(1, f"{names[name]}: " + cpu.describe(totals, n * len(runs[name]), "job") + ".")
+            if totals:
+                per_job[name] = sum(totals.values()) / (n * len(runs[name])) * 1000
     report.note(
         1,
         "What a platform job costs that a plain Celery task does not: two PostgreSQL statements, each its own "
@@ -266,9 +270,20 @@ def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
         "tests/unit/test_hot_paths.py), and a Redis pipeline of counters and doorbells sent behind the job by a "
         "thread of its process. Neither statement can move off the job's path without giving up a guarantee: "
         "the claim is what stops a second worker from running the job, and the finish must be durable before the "
-        "message goes. The CPU split above shows who pays: the pool processes and PostgreSQL, on the same 2 "
-        "cores as the worker's main process, whose dispatch then slows too.",
+        "message goes.",
     )
+    if "platform" in per_job and "plain" in per_job:
+        cores = os.cpu_count() or 1
+        report.note(
+            1,
+            f"Why the ratio is what it is: every process of a drain runs on the same {cores} cores, so the machine's "
+            f"CPU per job bounds the rate. A platform job cost {per_job['platform']:.2f} ms of CPU in all, a plain "
+            f"Celery task {per_job['plain']:.2f} ms: at most {cores * 1000 / per_job['platform']:.0f} and "
+            f"{cores * 1000 / per_job['plain']:.0f} per second, a ratio of "
+            f"{per_job['plain'] / per_job['platform']:.2f} before any waiting. The split above says where the "
+            f"difference goes: the pool processes (claim, finish, the Redis writes' thread), PostgreSQL, and the "
+            f"worker's main process, which handles each message and its task events either way.",
+        )
     per_round = "; ".join(
         f"round {i + 1}: " + ", ".join(f"{name} {n / runs[name][i]['seconds']:.0f}" for name in runs)
         for i in range(sizes.drain_rounds)
@@ -416,10 +431,13 @@ def api(stack: Stack, report: Report, sizes: Sizes) -> None:
     report.note(
         2,
         "A submit is four SQL statements (the token's lookup, the client's in-flight count at most once a second, "
-        "the insert, the outbox mark after the publish; pinned by tests/unit/test_api_jobs.py), two Redis round "
-        "trips (the throttle; the queue depth with the cached in-flight count), the publish, and DRF's parsing, "
-        "validation and rendering. At 16 clients the 2 cores are busy and requests wait for them: the latency "
-        "is mostly queueing behind the CPU figure above, against the framework floor of GET /healthz.",
+        "the insert, the outbox mark after the publish; pinned by tests/unit/test_api_jobs.py; all but the count "
+        "prepared on the connection), two Redis round trips (the throttle; the queue depth with the cached "
+        "in-flight count), the publish, and Django's and DRF's request handling (a plain submission's input and "
+        "its answer are built without DRF's field machinery, held equal to DRF's by tests). At 16 clients the 2 "
+        "cores are busy and requests wait for them: the latency is mostly queueing behind the CPU figure above "
+        "(16 clients x the machine's CPU per POST / 2 cores, on average), against the framework floor of GET "
+        "/healthz.",
     )
     if unexpected:
         report.note(2, "Unexpected answers (status: count; -1 is a connection error): " + "; ".join(unexpected))
