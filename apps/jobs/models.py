@@ -77,11 +77,12 @@ class Job(models.Model):
             # A client's own list, newest first, optionally by status or kind.
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["owner", "status", "-created_at"], name="job_owner_status_created"),
-            models.Index(fields=["owner", "kind", "-created_at"], name="job_owner_kind_created"),
-            # By status and kind: either index above alone reads past every row of the other
-            # filter's values (the newest jobs are the live ones, so a list of succeeded jobs
-            # of one kind skipped the whole backlog first: 14 ms at 1M jobs, bench/run scale).
-            models.Index(fields=["owner", "status", "kind", "-created_at"], name="job_owner_status_kind_created"),
+            # By kind, and by kind and status. With (owner, kind, created_at) the planner took
+            # it for both filters, reading past every live job of the kind (the newest jobs are
+            # the live ones) to find succeeded ones: 14-21 ms at 1M jobs (bench/run scale),
+            # 0.3 ms with this one. A kind alone is served by it plus a sort of that kind's
+            # rows, or by job_owner_created filtered by kind, whichever the planner finds cheaper.
+            models.Index(fields=["owner", "kind", "status", "-created_at"], name="job_owner_kind_status_created"),
             # The admin's filters and date hierarchy.
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["kind", "-created_at"], name="job_kind_created"),

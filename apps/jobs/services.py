@@ -352,16 +352,17 @@ def _jobs_insert(jobs: list[Job]) -> None:
         Job.objects.bulk_create(jobs)
         return
     insert, copy_sql = _job_insert_sql()
+    now = timezone.now()
     if len(jobs) == 1:
         with prepared_cursor() as cursor:
-            cursor.execute(insert, _job_row(jobs[0]))
+            cursor.execute(insert, _job_row(jobs[0], now))
     else:
         with connection.cursor() as cursor:
             # Counted and logged like any other query (DEBUG's query log, django_assert_num_queries).
             logged = cursor.debug_sql(copy_sql) if hasattr(cursor, "debug_sql") else contextlib.nullcontext()
             with logged, cursor.cursor.copy(copy_sql) as copy:
                 for job in jobs:
-                    copy.write_row(_job_row(job))
+                    copy.write_row(_job_row(job, now))
     for job in jobs:
         job._state.adding = False
         job._state.db = connection.alias
@@ -382,12 +383,12 @@ def _json_columns() -> frozenset[int]:
     return frozenset(i for i, f in enumerate(Job._meta.concrete_fields) if isinstance(f, JSONField))
 
 
-def _job_row(job: Job) -> list[Any]:
+def _job_row(job: Job, now: datetime) -> list[Any]:
     """A new job's column values as psycopg takes them: what the ORM would write, with JSON
     columns wrapped as jsonb and auto_now's updated_at set, as save() and bulk_create do."""
     from psycopg.types.json import Jsonb
 
-    job.updated_at = timezone.now()
+    job.updated_at = now
     values = [getattr(job, f.attname) for f in Job._meta.concrete_fields]
     for i in _json_columns():
         if values[i] is not None:
