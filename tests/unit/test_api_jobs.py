@@ -255,7 +255,7 @@ def test_the_list_shows_only_the_callers_jobs_newest_first(api, user):
 
 
 def test_a_list_page_costs_the_same_queries_however_many_jobs_it_holds(api, user, django_assert_num_queries):
-    """The token and the page: no query per job (a list leaves tracebacks unread)."""
+    """The token and the page: no query per job (a list loads only the columns it shows)."""
     jobs = make_jobs(user, 20)
     Job.objects.filter(id__in=[j.id for j in jobs]).update(
         status="failed", error_type="ValueError", error_traceback="Traceback ...\n" * 200
