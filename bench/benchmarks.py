@@ -274,15 +274,24 @@ def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
     )
     if "platform" in per_job and "plain" in per_job:
         cores = os.cpu_count() or 1
+        dcr = (
+            f"; a Celery + django-celery-results task {per_job['dcr']:.2f} ms, a ratio of "
+            f"{per_job['dcr'] / per_job['platform']:.2f}"
+            if "dcr" in per_job
+            else ""
+        )
         report.note(
             1,
-            f"Why the ratio is what it is: every process of a drain runs on the same {cores} cores, so the machine's "
-            f"CPU per job bounds the rate. A platform job cost {per_job['platform']:.2f} ms of CPU in all, a plain "
-            f"Celery task {per_job['plain']:.2f} ms: at most {cores * 1000 / per_job['platform']:.0f} and "
+            f"Why the ratios are what they are: every process of a drain runs on the same {cores} cores, so the "
+            f"machine's CPU per job bounds the rate. A platform job cost {per_job['platform']:.2f} ms of CPU in all, "
+            f"a plain Celery task {per_job['plain']:.2f} ms: at most {cores * 1000 / per_job['platform']:.0f} and "
             f"{cores * 1000 / per_job['plain']:.0f} per second, a ratio of "
-            f"{per_job['plain'] / per_job['platform']:.2f} before any waiting. The split above says where the "
+            f"{per_job['plain'] / per_job['platform']:.2f} before any waiting{dcr}. The split above says where the "
             f"difference goes: the pool processes (claim, finish, the Redis writes' thread), PostgreSQL, and the "
-            f"worker's main process, which handles each message and its task events either way.",
+            f"worker's main process, which handles each message and its task events either way. The platform's "
+            f"two committed statements per job (and its Redis counters) are the price of its guarantees; the "
+            f"django-celery-results setup pays more per task (its STARTED and SUCCESS rows, on a connection "
+            f"Celery's Django fixup closes after every task).",
         )
     per_round = "; ".join(
         f"round {i + 1}: " + ", ".join(f"{name} {n / runs[name][i]['seconds']:.0f}" for name in runs)
@@ -380,6 +389,18 @@ def batch(stack: Stack, report: Report, sizes: Sizes) -> None:
         f"{BATCH_SIZE * len(seconds) / sum(seconds):,.0f} jobs/s). A batch is accepted when its jobs are committed "
         f"in PostgreSQL and published to Redis. No worker ran, so the web tier had the machine.",
     )
+    web, pg = (spent.get(role, 0.0) / len(seconds) * 1000 for role in ("web (gunicorn)", "PostgreSQL"))
+    if web and pg:
+        # One client, one batch at a time: the web process and PostgreSQL take turns on it.
+        report.note(
+            3,
+            f"Why the rate is what it is: a batch is one request, handled by one gunicorn thread, and PostgreSQL "
+            f"works on it in turn (the COPY, the commit, the outbox UPDATE), so their CPU per batch adds up: "
+            f"{fmt_ms(web)} in gunicorn (parsing, validating and answering 1,000 jobs, building their messages) "
+            f"and {fmt_ms(pg)} in PostgreSQL (1,000 rows into jobs_job and its indexes, twice: inserted, then "
+            f"marked published). That bounds one client at about {BATCH_SIZE * 1000 / (web + pg):,.0f} jobs/s; "
+            f"clients sending batches side by side get more out of the 2 cores.",
+        )
 
 
 # --- 2. API submit ------------------------------------------------------------------------
@@ -598,7 +619,7 @@ def _timed(client: Client, path: str, samples: int) -> tuple[list[float], Any]:
     return ms, data
 
 
-def _plan(stack: Stack, bench_user: int) -> str:
+def _plan(stack: Stack, bench_user: int) -> tuple[str, float]:
     plan = stack.sql(
         "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM jobs_job WHERE owner_id = %s AND status = 'succeeded' "
         "AND kind = 'diagnostics.noop' ORDER BY created_at DESC LIMIT 51",
@@ -608,7 +629,7 @@ def _plan(stack: Stack, bench_user: int) -> str:
     while "Index Name" not in node and node.get("Node Type") != "Seq Scan" and node.get("Plans"):
         node = node["Plans"][0]
     how = node.get("Node Type", "?") + (f" on {node['Index Name']}" if "Index Name" in node else "")
-    return f"{plan['Execution Time']:.2f} ms in PostgreSQL ({how})"
+    return f"{plan['Execution Time']:.2f} ms in PostgreSQL ({how})", float(plan["Execution Time"])
 
 
 def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
@@ -676,10 +697,19 @@ def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
         f"2.5% queued, 0.4% retrying, 0.1% running from the last minutes; kinds 40% diagnostics.noop, 20% "
         f"diagnostics.sleep, 25% images.thumbnail, 15% webhooks.deliver.{filled}",
     )
+    plan, query_ms = _plan(stack, bench_user)
+    list_p50 = percentile(list_ms, 50)
+    if list_p50 >= 20:
+        report.note(
+            5,
+            f"Why the list misses its goal: its query takes {query_ms:.2f} ms in PostgreSQL (the plan below), so "
+            f"{fmt_ms(list_p50 - query_ms)} of the first page's p50 is the request's handling in the web process: "
+            f"HTTP, authentication, the throttle, loading and rendering 50 jobs and their links, and the cursors.",
+        )
     report.note(
         5,
         f"One client, requests one after the other, {n} of each (poll: {len(poll_ms)} random jobs of the client's). "
-        f"The first page's query itself: {_plan(stack, bench_user)}. The sweeps ran {sizes.sweep_repeats} times "
+        f"The first page's query itself: {plan}. The sweeps ran {sizes.sweep_repeats} times "
         f"(prune up to 3) in a Django process against the same database, while beat kept running its own every "
         f"{stack.env.get('RECONCILE_INTERVAL_SECONDS', '1')} s; the reconciler's steps at p50: {steps}; its last "
         f"sweep did {reconcile['outcome']}.",
