@@ -73,6 +73,7 @@ class JobListCreateApi(APIView):
         filters = JobListFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
         jobs = selectors.job_list(owner=request.user, filters=selectors.JobFilters(**filters.validated_data))
+        jobs = jobs.only(*JobOutput.COLUMNS)
         paginator = JobCursorPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOutput(page, many=True, context={"request": request}).data)

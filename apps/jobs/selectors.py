@@ -32,31 +32,7 @@ def job_list(*, owner: AbstractBaseUser, filters: JobFilters | None = None) -> Q
         qs = qs.filter(created_at__gt=filters.created_after)
     if filters.created_before:
         qs = qs.filter(created_at__lt=filters.created_before)
-    return qs.only(*LIST_COLUMNS).order_by("-created_at")
-
-
-# What a list shows of each job (apps.jobs.serializers.JobOutput), and nothing else: a page
-# of 50 loads a third fewer columns, and never a traceback (kilobytes per failed job; the
-# detail view has it). tests/unit/test_api_jobs.py pins a page at one query, so a field the
-# output starts to need and this misses shows up as a query per job there.
-LIST_COLUMNS = (
-    "id",
-    "kind",
-    "status",
-    "priority",
-    "attempts",
-    "max_attempts",
-    "progress_percent",
-    "progress_message",
-    "result",
-    "error_type",
-    "error_message",
-    "payload",
-    "run_at",
-    "created_at",
-    "started_at",
-    "finished_at",
-)
+    return qs.order_by("-created_at")
 
 
 def job_get(*, owner: AbstractBaseUser, job_id: object) -> Job:
