@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 
 
 def prepared_cursor() -> Any:
@@ -24,3 +24,16 @@ def prepared_cursor() -> Any:
     with connection.wrap_database_errors:
         raw = ServerBindingCursor(connection.connection)
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+def connections_reopen_if_broken() -> None:
+    """Drop this thread's database connections that broke (the server restarted, a failover,
+    pg_terminate_backend) or outlived CONN_MAX_AGE, so the next query opens a new one.
+
+    Django does this around each request, and Celery's fixup around each task; the control
+    loop's long-lived process has neither, and without this keeps failing on a dead connection
+    for good. A connection inside a transaction is left alone (closing it would break the
+    transaction's owner)."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

@@ -1,20 +1,18 @@
 """The dead-letter monitor, run by beat. New letters and a depth over the threshold raise an
 alert: an ERROR log line, plus email to ALERT_EMAILS and/or a JSON POST to
-ALERT_WEBHOOK_URL. It also keeps the `dead_letter` Redis queue mirroring the open letters."""
+ALERT_WEBHOOK_URL, sent off the loop's thread (apps.core.alerts). It also keeps the
+`dead_letter` Redis queue mirroring the open letters."""
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
 from collections import Counter
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.utils import timezone
 
+from apps.core.alerts import notify
 from apps.deadletters.models import DeadLetter
 from apps.deadletters.selectors import dead_letter_stats
 from apps.jobs.broker import redis_client
@@ -24,27 +22,6 @@ logger = logging.getLogger("apps.deadletters.monitor")
 
 DEPTH_ALERT_KEY = "jobplatform:dead-letter-depth-alerted"
 MIRROR_LIMIT = 10_000
-
-
-def notify(subject: str, body: dict[str, Any]) -> None:
-    """Send an alert to the configured channels; a failing channel is logged, not raised."""
-    if settings.ALERT_EMAILS:
-        try:
-            send_mail(
-                subject, json.dumps(body, indent=2, default=str), settings.DEFAULT_FROM_EMAIL, settings.ALERT_EMAILS
-            )
-        except Exception:
-            logger.exception("could not email the alert %r", subject)
-    if settings.ALERT_WEBHOOK_URL:
-        data = json.dumps({"subject": subject, **body}, default=str).encode()
-        request = urllib.request.Request(
-            settings.ALERT_WEBHOOK_URL, data=data, method="POST", headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5):
-                pass
-        except Exception:
-            logger.exception("could not post the alert %r to the webhook", subject)
 
 
 def dead_letters_monitor(*, now: datetime | None = None) -> dict[str, int]:

@@ -6,6 +6,7 @@ renewing its lease, and republishes queued jobs after Redis lost its data."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.db import connections_reopen_if_broken
 from apps.jobs.broker import redis_client
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.publish import publish_jobs_rollback_unsafe
@@ -21,16 +23,27 @@ from apps.jobs.services import AttemptFailure, _after_failed_attempt, record_los
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
+# Called first inside each transaction the leader's sweep writes in; raises when this process
+# no longer leads the control loop (beat passes apps.ops.control's fence).
+Fence = Callable[[], None]
+
+
+def _unfenced() -> None:
+    return None
+
+
 # A key the reconciler keeps in Redis. When it is gone, Redis lost its data (a restart
 # without persistence, a flush, a failover to an empty replica) and took our messages along.
 BROKER_SENTINEL_KEY = "jobplatform:broker-sentinel"
 
 
-def jobs_promote_due(*, now: datetime) -> int:
+def jobs_promote_due(*, now: datetime, fence: Fence = _unfenced) -> int:
     """Retries whose backoff has ended become queued again, for the relay to publish."""
-    return Job.objects.filter(status=JobStatus.RETRYING, run_at__lte=now).update(
-        status=JobStatus.QUEUED, published_at=None, updated_at=now
-    )
+    with transaction.atomic():
+        fence()
+        return Job.objects.filter(status=JobStatus.RETRYING, run_at__lte=now).update(
+            status=JobStatus.QUEUED, published_at=None, updated_at=now
+        )
 
 
 def jobs_relay_unpublished(*, now: datetime) -> int:
@@ -46,11 +59,12 @@ def jobs_relay_unpublished(*, now: datetime) -> int:
     return len(publish_jobs_rollback_unsafe([(str(i), k, q, r) for i, k, q, r in due]))
 
 
-def jobs_expire_leases(*, now: datetime) -> int:
+def jobs_expire_leases(*, now: datetime, fence: Fence = _unfenced) -> int:
     """A running job whose lease expired lost its worker (kill -9, out of memory, a lost
     machine): count the attempt as spent, then retry it or park it as any failure would."""
     recovered = 0
     with transaction.atomic():
+        fence()
         stale = list(
             Job.objects.select_for_update(skip_locked=True)
             .filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
@@ -94,17 +108,20 @@ def jobs_repair_broker_loss() -> int:
     return republished
 
 
-def reconcile(*, now: datetime | None = None) -> dict[str, int]:
-    """One sweep. Each step stands alone, so Redis being down does not stop lease recovery."""
+def reconcile(*, now: datetime | None = None, fence: Fence = _unfenced) -> dict[str, int]:
+    """One sweep. Each step stands alone, so Redis being down does not stop lease recovery,
+    and a step that failed is -1 in the figures."""
     now = now or timezone.now()
     figures: dict[str, int] = {}
     steps = [
-        ("promoted", lambda: jobs_promote_due(now=now)),
+        ("promoted", lambda: jobs_promote_due(now=now, fence=fence)),
         ("relayed", lambda: jobs_relay_unpublished(now=now)),
-        ("expired", lambda: jobs_expire_leases(now=now)),
+        ("expired", lambda: jobs_expire_leases(now=now, fence=fence)),
         ("republished", jobs_repair_broker_loss),
     ]
     for name, step in steps:
+        # A connection that broke in an earlier step or sweep is replaced, not reused.
+        connections_reopen_if_broken()
         try:
             figures[name] = step()
         except Exception:

@@ -10,7 +10,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from apps.deadletters.monitor import notify
+from apps.core.alerts import notify
 from apps.jobs.broker import redis_client
 from apps.ops.metrics import QUEUES
 from apps.ops.selectors import oldest_waiting_seconds

@@ -152,6 +152,34 @@ class PlatformCollector(Collector):
         yield GaugeMetricFamily(
             "workers_alive", "Workers that sent a heartbeat lately.", value=float(len(live_workers()))
         )
+        yield from _control_loop_metrics()
+
+
+def _control_loop_metrics() -> Iterator[GaugeMetricFamily]:
+    """The control loop's pulse, from its lease row in PostgreSQL: alert on
+    `time() - control_loop_last_sweep_timestamp_seconds > 30` (or `/readyz` answering 503)."""
+    from apps.ops.control import control_loop_status
+
+    status = control_loop_status()
+    last = status.last_sweep_at.timestamp() if status.last_sweep_at else 0.0
+    yield GaugeMetricFamily(
+        "control_loop_last_sweep_timestamp_seconds",
+        "When the control loop's last fully successful sweep ended (Unix time; 0: never).",
+        value=last,
+    )
+    yield GaugeMetricFamily(
+        "control_loop_seconds_since_sweep",
+        "Seconds since the control loop's last successful sweep (or since its first leader, if none yet).",
+        value=-1.0 if status.stalled_for is None else status.stalled_for,
+    )
+    leader = GaugeMetricFamily(
+        "control_loop_leader",
+        "The beat that leads the control loop (1), by identity and epoch.",
+        labels=["leader", "epoch"],
+    )
+    if status.leader:
+        leader.add_metric([status.leader, str(status.epoch)], 1.0)
+    yield leader
 
 
 def finite(value: float) -> float:

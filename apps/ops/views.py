@@ -11,6 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from apps.core.errors import error_body
 from apps.jobs.broker import redis_client
+from apps.ops.control import control_loop_stall_alert, control_loop_stall_claim, control_loop_status
 from apps.ops.metrics import PlatformCollector
 from apps.ops.selectors import live_workers
 
@@ -26,15 +27,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database, Redis and at least one live worker answer. 503 names the
-    part that failed."""
+    """Readiness: the database, Redis and at least one live worker answer, and the control
+    loop has swept lately. 503 names the part that failed."""
     checks: dict[str, dict[str, object]] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = {"ok": True}
+        checks["control_loop"] = _control_loop_check()
     except Exception as exc:
         checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        checks["control_loop"] = {"ok": False, "error": "unknown: the database is unreachable"}
     try:
         redis_client().ping()
         checks["redis"] = {"ok": True}
@@ -48,6 +51,29 @@ def readyz(request: HttpRequest) -> JsonResponse:
     failing = [name for name, check in checks.items() if not check["ok"]]
     body = {"status": "ok" if not failing else "unavailable", "failing": failing, "checks": checks}
     return JsonResponse(body, status=200 if not failing else 503)
+
+
+def _control_loop_check() -> dict[str, object]:
+    threshold = settings.CONTROL_LOOP_STALE_SECONDS
+    status = control_loop_status()
+    check: dict[str, object] = {
+        "ok": not status.stale(threshold),
+        "leader": status.leader or None,
+        "last_sweep_at": status.last_sweep_at.isoformat() if status.last_sweep_at else None,
+    }
+    if status.stalled_for is None:
+        check["error"] = "no beat has ever led the control loop (is a beat process running?)"
+    elif status.stale(threshold):
+        check["error"] = (
+            f"no control-loop sweep has succeeded for {status.stalled_for:.0f} s (threshold {threshold:.0f} s); "
+            + ("its leader's sweeps are failing" if status.leader else "no beat leads it (is a beat process running?)")
+        )
+        # When every beat is down, nothing but this probe sees the stall: alert it here too,
+        # once per stall, whichever process notices first.
+        stalled = control_loop_stall_claim(stale_seconds=threshold)
+        if stalled is not None:
+            control_loop_stall_alert(stalled, noticed_by="web /readyz")
+    return check
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -112,6 +112,12 @@ def test_metrics_agree_with_the_database_after_mixed_jobs_on_two_workers(platfor
 def test_readyz_names_the_part_that_fails(platform, client):
     reset_metrics()
     redis_client().delete(*list(redis_client().scan_iter("jobplatform:worker:*")) or ["none"])
+    no_beat = client.get("/readyz")
+    assert "control_loop" in no_beat.json()["failing"]
+    platform.beat()
+    wait_for(
+        lambda: client.get("/readyz").json()["checks"]["control_loop"]["ok"], timeout=30, what="beat's first sweep"
+    )
     no_worker = client.get("/readyz")
     assert no_worker.status_code == 503
     assert no_worker.json()["failing"] == ["workers"]
