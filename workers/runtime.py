@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from redis.exceptions import RedisError
 
 from apps.core import context
+from apps.core.text import clean_text
 from apps.jobs import broker, flow, services
 from apps.jobs.registry import JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
@@ -154,7 +155,10 @@ class Context:
 
 
 def _describe(exc: BaseException) -> tuple[str, str, str]:
-    return type(exc).__name__, str(exc) or type(exc).__name__, "".join(traceback.format_exception(exc))
+    """An exception as text fit to log and store: its message may carry NUL or lone
+    surrogates from outside (a receiver's answer, a file's name), which PostgreSQL refuses."""
+    message = str(exc) or type(exc).__name__
+    return type(exc).__name__, clean_text(message), clean_text("".join(traceback.format_exception(exc)))
 
 
 def run_job(task: Task, job_id: str) -> str:
@@ -165,10 +169,13 @@ def run_job(task: Task, job_id: str) -> str:
     slot = _pass_gates(kind, job_id)
     if slot is None:
         return "deferred"
+    # The seed makes the lease token one the worker's main process can rebuild when it kills
+    # this process at the hard time limit (JobRequest.on_timeout in workers/tasks.py).
+    seed = services.lease_seed(task_id=task.request.id, worker=worker, pid=os.getpid()) if task.request.id else None
     # The claim's Redis writes (drain counter, metrics, the waiting clients' notification)
     # leave in one round trip.
     with broker.batched_writes():
-        claim = _claim(job_id, worker)
+        claim = _claim(job_id, worker, seed)
         if claim is not None:
             wait = max(0.0, (claim.started_at - claim.created_at).total_seconds())
             metrics.record_job_start(kind=claim.kind, queue=claim.queue, wait_seconds=wait)
@@ -188,15 +195,15 @@ def _reuse_connection() -> None:
     connection.health_check_done = True
 
 
-def _claim(job_id: str, worker: str) -> services.Claim | None:
+def _claim(job_id: str, worker: str, seed: str | None) -> services.Claim | None:
     try:
-        return services.job_claim(job_id=job_id, worker=worker)
+        return services.job_claim(job_id=job_id, worker=worker, seed=seed)
     except (OperationalError, InterfaceError):
         # The connection died while idle (PostgreSQL restarted, a proxy timed it out): once
         # more on a new one. Had the lost statement committed, this finds nothing to claim
         # and the lease it took expires into a retry: a second attempt, never a second run.
         connection.close()
-        return services.job_claim(job_id=job_id, worker=worker)
+        return services.job_claim(job_id=job_id, worker=worker, seed=seed)
 
 
 def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:

@@ -46,7 +46,9 @@ def use_django_logging(**kwargs: object) -> None:
 def use_shared_client_transport(conf: Any = None, **kwargs: Any) -> None:
     """The worker's broker connections use kombu's Redis transport with one client per
     channel (apps.jobs.transport). Only the worker: Flower tells brokers apart by the URL's
-    scheme, which a transport named by its class path would change."""
+    scheme, which a transport named by its class path would change. Only for redis://: a
+    sentinel:// broker keeps kombu's SentinelTransport, whose channels ask the sentinels for
+    the master on every new connection; apps.jobs.transport builds on the plain channel."""
     if conf is not None and str(conf.broker_url or "").startswith("redis://"):
         conf.broker_transport = "apps.jobs.transport:Transport"
 
@@ -66,13 +68,18 @@ def stop_write_behind(**kwargs: object) -> None:
 class JobRequest(Request):
     def on_timeout(self, soft: bool, timeout: float) -> None:
         """Runs in the worker's main process. At the hard limit the child that ran the job
-        is killed; record that attempt's end now rather than when its lease expires."""
+        is killed; record that attempt's end now rather than when its lease expires. Only that
+        attempt's: its lease token is rebuilt from what this request knows (its task id, the
+        worker's name, the child's pid; see services.lease_seed), so a newer attempt of the
+        same job, claimed by another child after this one's lease expired, is left alone."""
         super().on_timeout(soft, timeout)
         if soft or not self.args:
             return
         try:
             close_old_connections()
-            status = services.job_attempt_timed_out(job_id=str(self.args[0]), worker=self.hostname or "", limit=timeout)
+            # The same worker name run_job reads from its task's request.
+            seed = services.lease_seed(task_id=self.id, worker=self.hostname or "worker", pid=self.worker_pid)
+            status = services.job_attempt_timed_out(job_id=str(self.args[0]), seed=seed, limit=timeout)
             logger.warning("job %s (%s): killed at its hard time limit; job is now %s", self.args[0], self.name, status)
         except Exception:
             logger.exception("job %s: could not record its hard time limit; its lease will expire", self.args[0])
@@ -105,8 +112,9 @@ _register_kinds()
 
 
 @app.task(name="platform.reconcile", ignore_result=True)
-def reconcile() -> dict[str, int]:
-    return reconcile_jobs()
+def reconcile(fence: Any = None) -> dict[str, int]:
+    # Beat runs this inline and passes its leader's fence (workers.beat); never queued.
+    return reconcile_jobs(fence=fence) if fence is not None else reconcile_jobs()
 
 
 @app.task(name="platform.dead_letter_monitor", ignore_result=True)

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from apps.core.db import prepared_cursor
 from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unavailable, Unprocessable
+from apps.core.text import clean_json, clean_text
 from apps.core.urlsafety import UnsafeURL, check_outbound_url
 from apps.deadletters.models import DeadLetter
 from apps.jobs import flow, signals
@@ -588,16 +589,57 @@ def _job_fields() -> dict[str, Any]:
     return {f.attname: f for f in Job._meta.concrete_fields}
 
 
-_CLAIM_COLUMNS = ("kind", "payload", "attempts", "max_attempts", "queue", "request_id", "callback_url", "created_at")
+_CLAIM_COLUMNS = (
+    "kind",
+    "payload",
+    "attempts",
+    "max_attempts",
+    "queue",
+    "request_id",
+    "callback_url",
+    "created_at",
+    "lease_token",
+)
 
 
-def job_claim(*, job_id: str, worker: str) -> Claim | None:
+# The lease token of an attempt is derived, not random: md5("<seed>:<attempt number>") read
+# as a UUID, where the seed names the delivery that runs the attempt (lease_seed). The
+# worker's main process, which never sees what its pool child claimed, can then tell whether
+# the job's current lease is the one of the child it just killed at its hard time limit
+# (job_attempt_timed_out). The token stays unique per claim, as the fence needs: the attempt
+# number is new at every claim of a job, so even the same message claiming twice (Redis
+# restoring an unacknowledged copy after the first claim's lease expired) makes two tokens.
+# The token guards against confusion, not attackers: only workers write with it.
+def lease_seed(*, task_id: str | None, worker: str, pid: int | None) -> str:
+    """What names one delivery of a job's message to one process: the Celery task id (fresh
+    at every publish, shared only by copies of one message), the worker's name and the pool
+    process's pid (a copy redelivered while the first still runs is in another process, since
+    a prefork child runs one task at a time). Both sides of the fence build it here."""
+    return f"{task_id}/{worker}/{pid}"
+
+
+def lease_token_for(seed: str, attempt: int) -> uuid.UUID:
+    """The token job_claim gives attempt `attempt` claimed with `seed` (the same arithmetic
+    as the claim's SQL)."""
+    return uuid.UUID(hashlib.md5(f"{seed}:{attempt}".encode(), usedforsecurity=False).hexdigest())
+
+
+@functools.cache
+def _lease_token_sql(vendor: str) -> str:
+    """The claim's token in SQL: SET expressions read the row before the update, so the new
+    attempt's number is attempts + 1. SQLite stores a UUID as 32 hex digits (what md5 gives;
+    Django registers MD5 on its connections); PostgreSQL casts them to uuid."""
+    digest = "MD5(CAST(%s AS TEXT) || ':' || CAST(attempts + 1 AS TEXT))"
+    return f"CAST({digest} AS uuid)" if vendor == "postgresql" else digest
+
+
+def job_claim(*, job_id: str, worker: str, seed: str | None = None) -> Claim | None:
     """Take a queued job with one conditional update, which also returns what the worker
     needs (UPDATE ... RETURNING: one statement, no transaction). None means there is nothing
     to claim: a duplicate or stale message, a cancelled job, or one that already finished.
-    The attempt's row is written when the attempt ends (or its lease expires)."""
+    The attempt's row is written when the attempt ends (or its lease expires). `seed` (see
+    lease_seed) makes the lease token derivable; without one it is random."""
     now = timezone.now()
-    token = uuid.uuid4()
     fields = _job_fields()
 
     def db(name: str, value: Any) -> Any:
@@ -606,13 +648,14 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
     columns = ", ".join(connection.ops.quote_name(c) for c in _CLAIM_COLUMNS)
     sql = (
         f"UPDATE {connection.ops.quote_name(Job._meta.db_table)} SET status = %s, attempts = attempts + 1, "
-        "lease_token = %s, lease_expires_at = %s, started_at = %s, worker = %s, updated_at = %s "
+        f"lease_token = {_lease_token_sql(connection.vendor)}, lease_expires_at = %s, started_at = %s, worker = %s, "
+        "updated_at = %s "
         "WHERE id = %s AND status = %s AND (run_at IS NULL OR run_at <= %s) "
         f"RETURNING {columns}"
     )
     params = [
         JobStatus.RUNNING,
-        db("lease_token", token),
+        seed if seed is not None else uuid.uuid4().hex,
         db("lease_expires_at", now + timedelta(seconds=settings.JOB_LEASE_SECONDS)),
         db("started_at", now),
         worker[:255],
@@ -645,7 +688,8 @@ def job_claim(*, job_id: str, worker: str) -> Claim | None:
         attempt=values["attempts"],
         max_attempts=values["max_attempts"],
         queue=values["queue"],
-        lease_token=str(token),
+        # psycopg hands back a UUID, SQLite its 32 hex digits
+        lease_token=str(uuid.UUID(str(values["lease_token"]))),
         callback_url=values["callback_url"],
         created_at=created_at,
         started_at=now,
@@ -666,14 +710,17 @@ def job_defer(*, job_id: str, seconds: float) -> bool:
     )
 
 
-def job_attempt_timed_out(*, job_id: str, worker: str, limit: float) -> str:
+def job_attempt_timed_out(*, job_id: str, seed: str, limit: float) -> str:
     """The worker killed a handler at its hard time limit: end that attempt as a failure
-    now, instead of waiting for its lease to expire. Fenced by the worker's name, since the
-    killed process took the lease token with it."""
+    now, instead of waiting for its lease to expire. Fenced by the killed attempt's lease
+    token, rebuilt from its `seed` (lease_seed): when the job's lease is no longer that
+    attempt's (it expired, and another process, maybe of the same worker, claimed the job
+    again), nothing changes and this returns 'stale'. The worker's name would not do: every
+    pool process of a worker shares it."""
     now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(id=job_id, status=JobStatus.RUNNING, worker=worker[:255]).first()
-        if job is None:
+        job = Job.objects.select_for_update().filter(id=job_id, status=JobStatus.RUNNING).first()
+        if job is None or job.lease_token != lease_token_for(seed, job.attempts):
             return "stale"
         message = f"the handler ran past its hard time limit of {limit:g} s and was killed"
         record_lost_attempt(
@@ -695,7 +742,8 @@ def job_heartbeat(*, claim: Claim) -> bool:
 
 def job_report_progress(*, claim: Claim, percent: float, message: str = "") -> bool:
     percent = max(0.0, min(100.0, float(percent)))
-    return _held(claim).update(progress_percent=percent, progress_message=message[:500], updated_at=timezone.now()) == 1
+    message = clean_text(message, 500)
+    return _held(claim).update(progress_percent=percent, progress_message=message, updated_at=timezone.now()) == 1
 
 
 def job_cancel_requested(*, claim: Claim) -> bool:
@@ -705,13 +753,13 @@ def job_cancel_requested(*, claim: Claim) -> bool:
 def job_step_once(*, claim: Claim, name: str, effect: Callable[[], T]) -> T:
     """Run `effect` at most once per job: once it has succeeded, its JSON result is recorded
     and every later attempt gets that result back without running it again."""
-    name = name[:200]  # the column's width; lookup and insert must use the same name
+    name = clean_text(name, 200)  # the column's width; lookup and insert must use the same name
     recorded = JobStep.objects.filter(job_id=claim.job_id, name=name).values_list("result").first()
     if recorded is not None:
         return recorded[0]  # type: ignore[no-any-return]
     value = effect()
     JobStep.objects.get_or_create(
-        job_id=claim.job_id, name=name[:200], defaults={"result": value, "attempt": claim.attempt}
+        job_id=claim.job_id, name=name, defaults={"result": clean_json(value), "attempt": claim.attempt}
     )
     return value
 
@@ -728,9 +776,9 @@ def _close_attempt(
         finished_at=now,
         duration_ms=max(0, int((now - claim.started_at).total_seconds() * 1000)),
         outcome=outcome,
-        error_type=error_type[:200],
-        error_message=error_message,
-        traceback=traceback,
+        error_type=clean_text(error_type, 200),
+        error_message=clean_text(error_message),
+        traceback=clean_text(traceback),
     )
 
 
@@ -747,8 +795,8 @@ def record_lost_attempt(*, job: Job, now: datetime, outcome: str, error_type: st
             "finished_at": now,
             "duration_ms": max(0, int((now - started).total_seconds() * 1000)),
             "outcome": outcome,
-            "error_type": error_type[:200],
-            "error_message": error_message,
+            "error_type": clean_text(error_type, 200),
+            "error_message": clean_text(error_message),
         },
     )
 
@@ -770,6 +818,7 @@ RETURNING job_id
 
 def job_succeed(*, claim: Claim, result: Any) -> bool:
     """Record the result; False when this attempt no longer holds the job (a zombie)."""
+    result = clean_json(result)
     now = timezone.now()
     duration_ms = max(0, int((now - claim.started_at).total_seconds() * 1000))
     if connection.vendor == "postgresql":
@@ -861,9 +910,10 @@ def job_fail_attempt(*, claim: Claim, failure: AttemptFailure) -> str:
 
 def _after_failed_attempt(job: Job, now: datetime, failure: AttemptFailure) -> str:
     """Move a job whose attempt ended badly to its next state. Caller holds the row lock."""
-    job.error_type = failure.error_type[:200]
-    job.error_message = failure.message
-    job.error_traceback = failure.traceback
+    # Cleaned here, not only where the attempt's row is written: the dead letter copies these.
+    job.error_type = clean_text(failure.error_type, 200)
+    job.error_message = clean_text(failure.message)
+    job.error_traceback = clean_text(failure.traceback)
     job.lease_token = None
     job.lease_expires_at = None
     if failure.cancelled or job.cancel_requested_at is not None:

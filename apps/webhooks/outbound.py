@@ -19,6 +19,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from apps.core.text import clean_text
+
 EXCERPT_BYTES = 512  # of the receiver's answer, kept for the attempt's record
 
 
@@ -77,7 +79,9 @@ def post_pinned(url: str, *, addresses: list[str], body: bytes, headers: dict[st
             conn.request("POST", target, body=body, headers=headers)
             response = conn.getresponse()
             excerpt = response.read(EXCERPT_BYTES).decode("utf-8", errors="replace")
-            return Answer(status=response.status, reason=response.reason, excerpt=excerpt)
+            # The receiver's words end up in the attempt's error, which PostgreSQL stores: a
+            # NUL in them ("400 refused\0") made the failure itself impossible to record.
+            return Answer(status=response.status, reason=clean_text(response.reason), excerpt=clean_text(excerpt))
         finally:
             conn.close()
     raise last_error or OSError(f"no address to connect to for {safe_url(url)}")
