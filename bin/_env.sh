@@ -53,12 +53,26 @@ tcp_open() {  # host port
   (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
-redis_ping() {  # url
+redis_ping() {  # url; a sentinel:// URL pings the master the sentinels name (REDIS_SENTINEL_MASTER)
   python - "$1" <<'PY'
+import os
 import sys
-import redis
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from apps.jobs.broker import redis_client_for  # the platform's own reading of REDIS_URL
+
 try:
-    sys.exit(0 if redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping() else 1)
+    client = redis_client_for(
+        sys.argv[1],
+        master_name=os.environ.get("REDIS_SENTINEL_MASTER") or "mymaster",
+        sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD") or None,
+        socket_connect_timeout=1,
+        socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),  # the caller polls; each try answers at once
+    )
+    sys.exit(0 if client.ping() else 1)
 except Exception:
     sys.exit(1)
 PY

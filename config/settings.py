@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dj_database_url
 from kombu import Queue
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.env import ConfigurationError, env_bool, env_float, env_int, env_list, env_str
 
@@ -105,6 +107,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     # never prepare, so nothing else changes. Set 0 behind PgBouncer older than 1.21 in
     # transaction mode, which cannot follow prepared statements.
     DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 2}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A connection whose server vanished (a failover, a partition) fails within seconds
+    # instead of TCP's fifteen minutes, so the control loop and the workers reconnect on their
+    # next try. https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+            "tcp_user_timeout": env_int("DATABASE_TCP_USER_TIMEOUT_MS", 15_000, minimum=0),
+        }
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One machine, several processes (web, worker, beat): wait for the write lock instead of
     # failing, and take it at BEGIN so two writers never deadlock on an upgrade.
@@ -191,7 +207,8 @@ API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "6000/min")
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, which also follows a sentinel:// REDIS_URL to its master.
+        "BACKEND": "apps.core.cache.RedisCache",
         "LOCATION": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "KEY_PREFIX": "jobplatform",
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
@@ -243,6 +260,17 @@ PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 1000, minimum=1)
 DEAD_LETTER_CHECK_SECONDS = env_float("DEAD_LETTER_CHECK_SECONDS", 15.0, minimum=0.5)
 DEAD_LETTER_ALERT_DEPTH = env_int("DEAD_LETTER_ALERT_DEPTH", 100, minimum=0)
 ALERT_REPEAT_SECONDS = env_int("ALERT_REPEAT_SECONDS", 3600, minimum=1)
+# Each alert channel (SMTP, webhook) gets this long to connect and answer; alerts are sent
+# from a background thread, never the control loop's.
+ALERT_TIMEOUT_SECONDS = env_float("ALERT_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# The control loop: any number of beats elect one leader through a lease in PostgreSQL
+# (apps.ops.control). The leader renews it every election interval; another beat takes over
+# once it has run out, so a killed or cut-off leader is replaced within about
+# CONTROL_LEASE_SECONDS + CONTROL_ELECTION_INTERVAL_SECONDS.
+CONTROL_LEASE_SECONDS = env_float("CONTROL_LEASE_SECONDS", 5.0, minimum=1.0)
+CONTROL_ELECTION_INTERVAL_SECONDS = env_float("CONTROL_ELECTION_INTERVAL_SECONDS", 1.0, minimum=0.1)
+# /readyz answers 503, and an alert goes out, when no sweep has succeeded for this long.
+CONTROL_LOOP_STALE_SECONDS = env_float("CONTROL_LOOP_STALE_SECONDS", 30.0, minimum=1.0)
 # Where alerts go besides the ERROR log line: email addresses and/or a webhook (JSON POST).
 ALERT_EMAILS = env_list("ALERT_EMAILS", [])
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
@@ -261,12 +289,23 @@ MEDIA_URL = "media/"
 JOB_MEDIA_ROOT = MEDIA_ROOT  # the older name
 # The largest file POST /api/v1/uploads accepts (413 above it).
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
+# images.thumbnail decodes an image only when its pixels (times the bytes Pillow keeps per
+# pixel, plus an RGB(A) conversion) fit this; a JPEG is decoded at a reduced scale first.
+# The pixel limit alone let a 154 KB PNG of 6000x6600 pixels take a worker to 773 MB.
+IMAGE_MAX_DECODE_BYTES = env_int("IMAGE_MAX_DECODE_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
 # Long polls (GET /api/v1/jobs/{id}?wait=N) waiting at once per web process; past it a poll
 # answers at once. Each holds a gunicorn thread, so keep it under WEB_THREADS.
 JOB_WAIT_MAX_WAITERS = env_int("JOB_WAIT_MAX_WAITERS", max(1, env_int("WEB_THREADS", 4, minimum=1) // 2), minimum=0)
 
 # --- Celery (configured from these settings with the CELERY_ namespace) -----------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# REDIS_URL may name Redis Sentinel instead of one server, as kombu's sentinel transport reads
+# it: `sentinel://host1:26379;sentinel://host2:26379;sentinel://host3:26379/0`, the master's
+# password (if any) on every entry. Then this is the master the sentinels monitor (`sentinel
+# monitor <name> ...`), and the broker and every Redis client follow its failovers.
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER") or "mymaster"
+# The sentinels' own password (`requirepass` in sentinel.conf), when they have one.
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -278,6 +317,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "queue_order_strategy": "priority",
     "socket_timeout": 5,
     "socket_connect_timeout": 2,
+    # For a sentinel:// REDIS_URL (kombu.transport.redis.SentinelChannel, and Flower's queue
+    # view): the master to ask the sentinels for, and how to reach the sentinels. The plain
+    # Redis transport ignores both.
+    "master_name": REDIS_SENTINEL_MASTER,
+    "sentinel_kwargs": {
+        "socket_timeout": 5,
+        "socket_connect_timeout": 2,
+        # Ask each sentinel once and move on to the next: with redis-py's default retries a
+        # dead sentinel listed first (often on the dead master's machine) cost every new
+        # broker connection about 4 s.
+        "retry": Retry(NoBackoff(), 0),
+        **({"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {}),
+    },
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -310,8 +362,16 @@ def _inline(task: str, every: float) -> dict[str, object]:
     return {"task": task, "schedule": every, "options": {"inline": True}}
 
 
+def _inline_fenced(task: str, every: float) -> dict[str, object]:
+    """An inline entry whose task takes `fence`: a callable its transactions call first, which
+    refuses the write when this beat no longer leads (apps.ops.control.control_loop_fence)."""
+    entry = _inline(task, every)
+    entry["options"] = {"inline": True, "fenced": True}
+    return entry
+
+
 CELERY_BEAT_SCHEDULE = {
-    "reconcile": _inline("platform.reconcile", RECONCILE_INTERVAL_SECONDS),
+    "reconcile": _inline_fenced("platform.reconcile", RECONCILE_INTERVAL_SECONDS),
     "prune": _inline("platform.prune", PRUNE_INTERVAL_SECONDS),
     "bulk-operations": _inline("platform.bulk_operations", 1.0),
     "queue-monitor": _inline("platform.queue_monitor", DEAD_LETTER_CHECK_SECONDS),

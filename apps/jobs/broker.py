@@ -5,12 +5,17 @@ to send fire-and-forget writes in one round trip.
 In a worker's pool process those writes go behind (`write_behind_start`): a background thread
 sends them, several jobs' worth per round trip, while the job's process goes on to its next
 job. They are counters and doorbells; PostgreSQL holds every job's state, so a write that is
-late by milliseconds, or lost with a killed process, loses no job."""
+late by milliseconds, or lost with a killed process, loses no job.
+
+REDIS_URL may name Redis Sentinel instead of a server (`sentinel://host:26379;sentinel://...`,
+as kombu's sentinel transport reads it): the client then asks the sentinels for the master
+named REDIS_SENTINEL_MASTER on every new connection, so it follows a failover."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import os
 import queue
@@ -18,35 +23,126 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 logger = logging.getLogger(__name__)
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, str, str], redis.Redis] = {}
 _batch: contextvars.ContextVar[list[Callable[[Pipeline], object]] | None] = contextvars.ContextVar(
     "redis_write_batch", default=None
 )
 
+SENTINEL_SCHEME = "sentinel"
+SENTINEL_DEFAULT_PORT = 26379
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelURL:
+    """A REDIS_URL that names Redis Sentinel: `sentinel://[[user]:password@]host[:port][/db]`
+    entries joined by `;`, one per sentinel. The database and credentials are the master's
+    (the sentinels' own password is REDIS_SENTINEL_PASSWORD)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def sentinel_url_parse(url: str) -> SentinelURL | None:
+    """The sentinels a `sentinel://` URL names; None for any other URL (redis://, rediss://,
+    unix://).
+
+    kombu reads the database and credentials of the entry it is connected through, and moves
+    to the next entry whenever a connection fails, a failover included (kombu.Connection.switch:
+    an entry's password replaces the last one, even when it has none; a database, once named,
+    sticks). So the credentials must be the same on every entry, and every entry that names a
+    database must name the first one's (0 when it names none); anything else is an error here,
+    not a broker that quietly loses its password or moves to another database mid-failover."""
+    entries = [urlsplit(entry.strip()) for entry in url.split(";") if entry.strip()]
+    if not entries or entries[0].scheme != SENTINEL_SCHEME:
+        return None
+    first = entries[0]
+    db = _database(first) or 0
+    userinfo = first.netloc.rpartition("@")[0]
+    for parts in entries[1:]:
+        if parts.scheme != SENTINEL_SCHEME:
+            raise ValueError(f"REDIS_URL mixes sentinel:// with {parts.scheme}:// entries")
+        if parts.netloc.rpartition("@")[0] != userinfo:
+            raise ValueError("REDIS_URL: give every sentinel:// entry the same credentials (or none)")
+        if _database(parts) not in (None, db):
+            raise ValueError(f"REDIS_URL: every sentinel:// entry that names a database must name {db}")
+    return SentinelURL(
+        # .port raises ValueError for a port that is not a number: strict, as settings are.
+        sentinels=tuple((parts.hostname or "localhost", parts.port or SENTINEL_DEFAULT_PORT) for parts in entries),
+        db=db,
+        username=unquote(first.username) if first.username else None,
+        password=unquote(first.password) if first.password else None,
+    )
+
+
+def _database(parts: SplitResult) -> int | None:
+    text = parts.path.strip("/")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"REDIS_URL: the database must be a number, not {text!r}")
+    return int(text)
+
+
+def redis_client_for(
+    url: str, *, master_name: str, sentinel_password: str | None = None, **options: Any
+) -> redis.Redis:
+    """A client on `url`. For a sentinel:// URL it is the master named `master_name`: its
+    connection pool asks the sentinels for the master's address on every new connection and
+    drops its connections when that address changes (redis.sentinel.SentinelConnectionPool),
+    so after a failover the next command finds the new master. `options` (timeouts, retry)
+    apply to the master's connections and the sentinels' alike."""
+    sentinel = sentinel_url_parse(url)
+    if sentinel is None:
+        return redis.Redis.from_url(url, **options)
+    sentinel_kwargs = {key: value for key, value in options.items() if key.startswith("socket_") or key == "retry"}
+    if sentinel_password:
+        sentinel_kwargs["password"] = sentinel_password
+    credentials = {"username": sentinel.username, "password": sentinel.password}
+    manager = Sentinel(list(sentinel.sentinels), sentinel_kwargs=sentinel_kwargs)
+    return manager.master_for(
+        master_name,
+        db=sentinel.db,
+        **{key: value for key, value in credentials.items() if value is not None},
+        **options,
+    )
+
 
 def redis_client() -> redis.Redis:
-    url = settings.REDIS_URL
-    client = _clients.get(url)
+    url, master = settings.REDIS_URL, settings.REDIS_SENTINEL_MASTER
+    password = settings.REDIS_SENTINEL_PASSWORD
+    client = _clients.get((url, master, password))
     if client is None:
         # Fail fast: no retries with backoff, so an unreachable Redis costs a request or a
-        # claim milliseconds (admission then counts in PostgreSQL), not seconds.
-        client = _clients[url] = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        # claim milliseconds (admission then counts in PostgreSQL), not seconds. Under
+        # Sentinel a command during a failover fails as fast, and a later one reaches the
+        # new master.
+        client = _clients[(url, master, password)] = redis_client_for(
+            url,
+            master_name=master,
+            sentinel_password=password or None,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 0),
         )
     return client
 
 
 def reset_redis_client() -> None:
-    """Forget the clients (tests pointing the platform at another Redis)."""
+    """Forget the clients (tests pointing the platform at another Redis or Sentinel)."""
     _clients.clear()
 
 
