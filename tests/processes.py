@@ -136,9 +136,13 @@ def start_worker(
     queues: str = "high,default,low",
     name: str | None = None,
     extra: list[str] | None = None,
+    prefix: list[str] | None = None,
 ) -> CeleryProcess:
+    """`prefix` runs the worker under another command, e.g. `ip netns exec NAME` (which execs
+    it: the process id, and so the process group the test stops, stay the worker's)."""
     name = name or f"worker-{uuid.uuid4().hex[:6]}"
     argv = [
+        *(prefix or []),
         sys.executable,
         "-m",
         "celery",
@@ -161,7 +165,7 @@ def start_worker(
     return worker
 
 
-def start_beat(env: dict[str, str]) -> CeleryProcess:
+def start_beat(env: dict[str, str], *, name: str | None = None) -> CeleryProcess:
     schedule = Path(tempfile.mkdtemp()) / "beat-schedule"
     argv = [
         sys.executable,
@@ -176,6 +180,6 @@ def start_beat(env: dict[str, str]) -> CeleryProcess:
         "-s",
         str(schedule),
     ]
-    beat = CeleryProcess(argv, env, f"beat-{uuid.uuid4().hex[:6]}")
+    beat = CeleryProcess(argv, env, name or f"beat-{uuid.uuid4().hex[:6]}")
     beat.wait_ready("beat: Starting...")
     return beat
