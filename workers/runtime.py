@@ -15,10 +15,10 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from apps.core import context
 from apps.core.text import clean_text
 from apps.jobs import broker, flow, services
-from apps.jobs.registry import JobCancelled, Kind, PermanentError, registry
+from apps.jobs.registry import CLIENT_ERROR_TYPE, ClientError, JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
 
 logger = logging.getLogger("workers.runtime")
@@ -175,7 +175,11 @@ def run_job(task: Task, job_id: str) -> str:
     # The claim's Redis writes (drain counter, metrics, the waiting clients' notification)
     # leave in one round trip.
     with broker.batched_writes():
-        claim = _claim(job_id, worker, seed)
+        try:
+            claim = _claim(job_id, worker, seed)
+        except (OperationalError, InterfaceError) as exc:
+            _release(kind, slot)
+            _requeue_while_database_away(job_id, exc)
         if claim is not None:
             wait = max(0.0, (claim.started_at - claim.created_at).total_seconds())
             metrics.record_job_start(kind=claim.kind, queue=claim.queue, wait_seconds=wait)
@@ -206,6 +210,22 @@ def _claim(job_id: str, worker: str, seed: str | None) -> services.Claim | None:
         return services.job_claim(job_id=job_id, worker=worker, seed=seed)
 
 
+# How long a pool process waits before handing a message back while PostgreSQL is away, so
+# the worker does not spin through its queue at full speed.
+DATABASE_AWAY_PAUSE_SECONDS = 1.0
+
+
+def _requeue_while_database_away(job_id: str, exc: Exception) -> NoReturn:
+    """PostgreSQL cannot be reached (restarting, failing over): the job cannot be claimed, and
+    the message is its only ticket to run (the job is published, so neither the relay nor the
+    broker-loss repair would send it again). Put the message back instead of letting Celery
+    acknowledge a failed task, and pause first."""
+    connection.close()
+    logger.warning("job %s: PostgreSQL unreachable (%s); message put back on its queue", job_id, exc)
+    time.sleep(DATABASE_AWAY_PAUSE_SECONDS)
+    raise Reject(f"PostgreSQL unreachable: {type(exc).__name__}", requeue=True)
+
+
 def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
     job_id = claim.job_id
     lease = keeper.hold(claim, kind=kind, slot=slot)
@@ -218,6 +238,10 @@ def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
             json.dumps(result)  # a result must cross JSON, like everything else we store
         except JobCancelled as exc:
             failure = services.AttemptFailure("JobCancelled", str(exc), cancelled=True)
+        except ClientError as exc:
+            # The client's input is at fault: one type the monitor knows, whatever the subclass.
+            _, message, tb = _describe(exc)
+            failure = services.AttemptFailure(CLIENT_ERROR_TYPE, message, tb, permanent=True)
         except PermanentError as exc:
             failure = services.AttemptFailure(*_describe(exc), permanent=True)
         except SoftTimeLimitExceeded as exc:
@@ -239,7 +263,9 @@ def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
         with broker.batched_writes():
             metrics.observe("job_duration", f"{claim.kind}|failed", time.monotonic() - started)
             status = services.job_fail_attempt(claim=claim, failure=failure)
-        log = logger.warning if status in ("retrying", "cancelled") else logger.error
+        # The client's bad input is not the platform's error: a warning, like a retry.
+        client_fault = failure.error_type == CLIENT_ERROR_TYPE
+        log = logger.warning if status in ("retrying", "cancelled") or client_fault else logger.error
         log(
             "job %s (%s): attempt %s ended with %s: %s; job is now %s",
             job_id,
