@@ -240,9 +240,16 @@ RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 1.0, minimu
 # How long a committed job may wait for its publish before the relay publishes it itself.
 OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
 # Admission control: jobs waiting per queue, and jobs in flight (queued, running, retrying)
-# per client, past which submissions answer 429 with a Retry-After from the drain rate.
+# per client, past which submissions answer 429 with a Retry-After from the drain rate. A
+# client's quota sits well below a queue's depth, so one client cannot fill a queue and turn
+# every other client away with 429 queue_full.
 QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 250_000, minimum=1)
-CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 250_000, minimum=1)
+CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 10_000, minimum=1)
+# Who may ask for `high` priority (403 priority_not_allowed otherwise): staff, plus these
+# usernames; `*` (the default, as the API contract has always allowed) lets every client.
+# Name the clients in production so one client cannot jump every queue. A kind whose own
+# default is high runs high for anyone.
+HIGH_PRIORITY_CLIENTS = env_list("HIGH_PRIORITY_CLIENTS", ["*"])
 RETRY_AFTER_MAX_SECONDS = env_int("RETRY_AFTER_MAX_SECONDS", 60, minimum=1)
 # How long a job waits for its kind's concurrency slot or rate limit before another try.
 JOB_DEFER_MAX_SECONDS = env_float("JOB_DEFER_MAX_SECONDS", 5.0, minimum=0.1)

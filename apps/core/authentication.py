@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
 
 from apps.core.db import prepared_cursor
 
@@ -38,8 +39,31 @@ def _lookup() -> tuple[str, list[str], list[str]]:
     return sql, token_fields, user_fields
 
 
+# The schemes an API token may be sent under. `Token` is DRF's; `Bearer` (RFC 6750) is what
+# most HTTP clients and API tools send for a token, and was answered "credentials were not
+# provided", which sent people looking for a missing header. Both name the same token.
+SCHEMES = (b"token", b"bearer")
+
+
 class TokenAuthentication(authentication.TokenAuthentication):
-    """`Authorization: Token <key>`, as DRF's, looked up with one prepared statement."""
+    """`Authorization: Token <key>` (or `Bearer <key>`), DRF's checks and errors, looked up
+    with one prepared statement."""
+
+    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, Token] | None:
+        auth = authentication.get_authorization_header(request).split()
+        if not auth or auth[0].lower() not in SCHEMES:
+            return None  # another scheme (or none): other authenticators, or 401 with WWW-Authenticate
+        if len(auth) == 1:
+            raise exceptions.AuthenticationFailed(_("Invalid token header. No credentials provided."))
+        if len(auth) > 2:
+            raise exceptions.AuthenticationFailed(_("Invalid token header. Token string should not contain spaces."))
+        try:
+            key = auth[1].decode()
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed(
+                _("Invalid token header. Token string should not contain invalid characters.")
+            ) from None
+        return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key: str) -> tuple[AbstractBaseUser, Token]:
         sql, token_fields, user_fields = _lookup()

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.core.errors import ApplicationError, error_body
+from apps.core.text import clean_json
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ _DRF_CODES = {
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=exc.headers)
+        body = clean_json(error_body(exc.code, exc.message, exc.details))
+        return Response(body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):
@@ -65,5 +67,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         message = str(exc.detail) if hasattr(exc, "detail") else str(exc)
     if isinstance(exc, exceptions.ParseError) and hasattr(exc, "detail"):
         details = {"reason": str(exc.detail)}
-    response.data = error_body(code, message or str(exc), details)
+    # Errors echo the client's input ('"x\ud800" is not a valid choice.'): a lone surrogate
+    # in it cannot be encoded as UTF-8, and the renderer would turn a 400 into a 500.
+    response.data = clean_json(error_body(code, message or str(exc), details))
     return response

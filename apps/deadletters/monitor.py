@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.alerts import notify
@@ -17,6 +18,7 @@ from apps.deadletters.models import DeadLetter
 from apps.deadletters.selectors import dead_letter_stats
 from apps.jobs.broker import redis_client
 from apps.jobs.publish import DEAD_LETTER_QUEUE, dead_letter_publish_rollback_unsafe
+from apps.jobs.registry import CLIENT_ERROR_TYPE
 
 logger = logging.getLogger("apps.deadletters.monitor")
 
@@ -26,8 +28,12 @@ MIRROR_LIMIT = 10_000
 
 def dead_letters_monitor(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
-    # Letters already redriven or discarded before this sweep are marked without an alert.
-    DeadLetter.objects.filter(alerted_at__isnull=True).exclude(state=DeadLetter.State.OPEN).update(alerted_at=now)
+    # Letters already redriven or discarded before this sweep are marked without an alert, and
+    # so are client-input failures (ClientError): they count in the depth, and its alert, but
+    # one client's bad files page nobody one letter at a time.
+    DeadLetter.objects.filter(
+        Q(alerted_at__isnull=True), ~Q(state=DeadLetter.State.OPEN) | Q(error_type=CLIENT_ERROR_TYPE)
+    ).update(alerted_at=now)
     fresh = list(
         DeadLetter.objects.filter(alerted_at__isnull=True, state=DeadLetter.State.OPEN).order_by("created_at")[:1000]
     )

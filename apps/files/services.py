@@ -12,9 +12,9 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from apps.core.errors import ApplicationError
+from apps.core.errors import ApplicationError, InvalidInput
 from apps.files.models import Upload
-from apps.files.selectors import job_file_path
+from apps.files.selectors import job_file_path, upload_exists
 
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -23,6 +23,19 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 class PayloadTooLarge(ApplicationError):
     status_code = 413
     code = "body_too_large"
+
+
+def upload_check_reference(*, owner: AbstractBaseUser, upload_id: object, field: str = "upload_id") -> None:
+    """Refuse at submit a payload naming an upload its owner does not have (never sent, or
+    someone else's: the same answer for both), instead of a 202 and a job that fails. 400
+    `unknown_upload`, naming the field, in the payload-error shape."""
+    if not upload_exists(owner=owner, upload_id=upload_id):
+        raise InvalidInput(
+            f"payload.{field}: upload {upload_id} does not exist (or is not yours). Send the file to "
+            "POST /api/v1/uploads first and use the id it answers.",
+            code="unknown_upload",
+            details=[{"path": field, "message": "no such upload"}],
+        )
 
 
 def upload_create(*, owner: AbstractBaseUser, file: UploadedFile) -> Upload:

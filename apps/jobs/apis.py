@@ -29,15 +29,19 @@ from apps.jobs.models import TERMINAL_STATUSES, JobStatus
 from apps.jobs.registry import registry
 from apps.jobs.serializers import (
     BATCH_MAX_JOBS,
+    JOB_FIELD_MAX_CHARS,
+    LIST_FIELD_MAX_CHARS,
     ErrorResponse,
     JobBatchOutput,
     JobBatchSubmitInput,
     JobDetailOutput,
     JobListFilters,
+    JobListItemOutput,
     JobOutput,
     JobPageOutput,
     JobSubmitInput,
     KindListOutput,
+    list_include,
 )
 
 
@@ -46,6 +50,24 @@ class JobCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int:
+        # DRF clamps page_size=500 to 200 and reads page_size=0 or "abc" as the default, so
+        # a client never learns its page is not the size it asked for: refuse instead.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None or raw == "":
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise InvalidInput(
+                f"page_size must be a whole number from 1 to {self.max_page_size}; got {raw[:50]!r}.",
+                code="invalid_page_size",
+                details={"min": 1, "max": self.max_page_size},
+            )
+        return size
 
 
 def _request_id(request: Request) -> str:
@@ -65,18 +87,35 @@ class JobListCreateApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        parameters=[JobListFilters],
+        parameters=[
+            JobListFilters,
+            OpenApiParameter(
+                "include",
+                str,
+                OpenApiParameter.QUERY,
+                description=(
+                    "Comma-separated: payload, result. A row leaves both out unless named here; a named one "
+                    f"whose JSON text is over {LIST_FIELD_MAX_CHARS} characters comes as null, listed in "
+                    "the row's truncated."
+                ),
+            ),
+        ],
         responses={200: JobPageOutput, **_errors(400, *_COMMON_ERRORS)},
         operation_id="jobs_list",
     )
     def get(self, request: Request) -> Response:
         filters = JobListFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
+        include = list_include(request.query_params.get("include"))
         jobs = selectors.job_list(owner=request.user, filters=selectors.JobFilters(**filters.validated_data))
-        jobs = jobs.only(*JobOutput.COLUMNS)
+        # Payload and result stay in PostgreSQL unless asked for, and then come bounded.
+        jobs = selectors.with_bounded_json(
+            jobs.only(*JobListItemOutput.COLUMNS), fields=sorted(include), max_chars=LIST_FIELD_MAX_CHARS
+        )
         paginator = JobCursorPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobOutput(page, many=True, context={"request": request}).data)
+        context = {"request": request, "include": include}
+        return paginator.get_paginated_response(JobListItemOutput(page, many=True, context=context).data)
 
     @extend_schema(
         request=JobSubmitInput,
@@ -103,11 +142,11 @@ class JobListCreateApi(APIView):
         key = request.headers.get("Idempotency-Key")
         headers: dict[str, str] = {}
         if key is None:
-            job = services.job_submit(owner=request.user, request_id=_request_id(request), **spec)
+            job = services.job_submit(owner=request.user, request_id=_request_id(request), from_client=True, **spec)
             code = status.HTTP_202_ACCEPTED
         else:
             submission = services.job_submit_idempotent(
-                owner=request.user, idempotency_key=key, request_id=_request_id(request), **spec
+                owner=request.user, idempotency_key=key, request_id=_request_id(request), from_client=True, **spec
             )
             job, code = submission.job, submission.status_code
             headers["Idempotent-Replayed"] = "true" if submission.replayed else "false"
@@ -178,7 +217,9 @@ class JobBatchSubmitApi(APIView):
                     details=_batch_errors(data.errors),
                 )
             specs = data.validated_data["jobs"]
-        jobs = services.job_submit_batch(owner=request.user, jobs=specs, request_id=_request_id(request))
+        jobs = services.job_submit_batch(
+            owner=request.user, jobs=specs, request_id=_request_id(request), from_client=True
+        )
         body = {"jobs": JobOutput(jobs, many=True, context={"request": request}).data}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
@@ -344,7 +385,7 @@ class JobDetailApi(APIView):
             for name, value in _polling_headers(version).items():
                 response[name] = value
             return response
-        job = selectors.job_get(owner=request.user, job_id=job_id)
+        job = selectors.job_get(owner=request.user, job_id=job_id, max_json_chars=JOB_FIELD_MAX_CHARS)
         version = _JobVersion(str(job.id), job.updated_at, job.status, job.run_at)
         return Response(JobDetailOutput(job, context={"request": request}).data, headers=_polling_headers(version))
 
@@ -369,4 +410,5 @@ class KindListApi(APIView):
 
     @extend_schema(responses={200: KindListOutput, **_errors(*_COMMON_ERRORS)}, operation_id="kinds_list")
     def get(self, request: Request) -> Response:
-        return Response({"kinds": [k.describe() for k in registry]})
+        # Internal kinds (the platform's own, such as webhook delivery) are not a client's.
+        return Response({"kinds": [k.describe() for k in registry.public()]})

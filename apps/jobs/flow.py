@@ -39,16 +39,35 @@ def queue_depth(queue: str) -> int:
 # A client's in-flight count, read from PostgreSQL at most once per this many seconds and
 # raised by its own submissions meanwhile. Finishing jobs lower it only at the next read: a
 # client near its quota may be refused for up to a second longer than an exact count would.
+# Within the second every reservation is atomic. At a refresh, a submission reserved just
+# before it but not yet committed (a few milliseconds) is missing from the fresh count, so
+# the quota may be passed by the submissions in flight at that instant, never by a burst.
 IN_FLIGHT_CACHE_SECONDS = 1
 
+# Admission in one atomic step: the queue's depth, the client's cached in-flight count and,
+# when both leave room for ARGV[1] more, the reservation (INCRBY) of that room. Concurrent
+# submissions therefore queue up on the count and each sees the others' reservations; a
+# read-then-SET would let them overwrite each other's increments and all pass.
+# ARGV[4], when not empty, seeds a missing count (just read from PostgreSQL) with SET NX, so
+# that of several submissions that all found it missing, the first seed stands and the
+# others reserve on top of it instead of replacing it.
+# Returns {depth, in_flight before this submission or -1 when unknown, 1 if reserved}.
 _ADMISSION = """
 local depth = redis.call('LLEN', KEYS[1])
-local in_flight = redis.call('GET', KEYS[2])
 local count = tonumber(ARGV[1])
-if in_flight and depth + count <= tonumber(ARGV[2]) and tonumber(in_flight) + count <= tonumber(ARGV[3]) then
-    redis.call('INCRBY', KEYS[2], count)
+if ARGV[4] ~= '' then
+    redis.call('SET', KEYS[2], ARGV[4], 'EX', tonumber(ARGV[5]), 'NX')
 end
-return {depth, in_flight and tonumber(in_flight) or -1}
+local in_flight = redis.call('GET', KEYS[2])
+if not in_flight then
+    return {depth, -1, 0}
+end
+in_flight = tonumber(in_flight)
+if depth + count <= tonumber(ARGV[2]) and in_flight + count <= tonumber(ARGV[3]) then
+    redis.call('INCRBY', KEYS[2], count)
+    return {depth, in_flight, 1}
+end
+return {depth, in_flight, 0}
 """
 _admission_script: Script | None = None
 
@@ -56,32 +75,40 @@ _admission_script: Script | None = None
 @dataclass(frozen=True)
 class AdmissionFigures:
     depth: int
-    in_flight: int | None  # None: not known this second; count it in PostgreSQL
+    in_flight: int | None  # None: not known this second; count it in PostgreSQL and seed it
+    reserved: bool = False  # room for the submission was taken on the cached count
 
 
 def in_flight_key(owner_id: object) -> str:
     return f"jobplatform:in-flight:{owner_id}"
 
 
-def admission_figures(
-    *, queue: str, owner_id: object, count: int, depth_limit: int, in_flight_limit: int
+def admission_reserve(
+    *,
+    queue: str,
+    owner_id: object,
+    count: int,
+    depth_limit: int,
+    in_flight_limit: int,
+    seed: int | None = None,
 ) -> AdmissionFigures:
-    """The queue's depth and the client's cached in-flight count in one round trip. When
-    both leave room for `count` more, the cached count is raised by `count` in the same step,
-    so a burst of submissions within the second sees its own jobs."""
+    """The queue's depth and the client's cached in-flight count in one round trip, and when
+    both leave room for `count` more, the cached count raised by `count` in the same atomic
+    step, so concurrent submissions never admit more than the room there is. `seed` is the
+    count just read from PostgreSQL when the cache had none; it is set only if no other
+    submission seeded it meanwhile."""
     global _admission_script
     client = redis_client()
     if _admission_script is None:
         _admission_script = client.register_script(_ADMISSION)
-    depth, in_flight = _admission_script(
-        keys=[queue, in_flight_key(owner_id)], args=[count, depth_limit, in_flight_limit], client=client
+    depth, in_flight, reserved = _admission_script(
+        keys=[queue, in_flight_key(owner_id)],
+        args=[count, depth_limit, in_flight_limit, "" if seed is None else seed, IN_FLIGHT_CACHE_SECONDS],
+        client=client,
     )
-    return AdmissionFigures(depth=int(depth), in_flight=None if int(in_flight) < 0 else int(in_flight))
-
-
-def in_flight_remember(owner_id: object, in_flight: int) -> None:
-    """Cache a count just read from PostgreSQL (with the submission being admitted)."""
-    redis_client().set(in_flight_key(owner_id), in_flight, ex=IN_FLIGHT_CACHE_SECONDS)
+    return AdmissionFigures(
+        depth=int(depth), in_flight=None if int(in_flight) < 0 else int(in_flight), reserved=bool(reserved)
+    )
 
 
 def drain_key(queue: str, now: float | None = None) -> str:

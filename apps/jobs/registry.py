@@ -48,6 +48,18 @@ class PermanentError(Exception):
     """Raised by a handler when retrying cannot help (bad input, a refused request)."""
 
 
+class ClientError(PermanentError):
+    """Raised by a handler when the client's input is at fault (an image Pillow cannot read, an
+    upload that is gone). Permanent like its parent, and recorded as `ClientError` whatever the
+    subclass, so its message reaches the client as written: say what is wrong with the input,
+    never an object's repr or a path. Its dead letter counts in the depth but pages nobody by
+    itself (apps.deadletters.monitor): one client's bad files are not an operator's incident."""
+
+
+# The error_type a ClientError is recorded under (workers.runtime); the monitor reads it.
+CLIENT_ERROR_TYPE = "ClientError"
+
+
 class RetryableError(Exception):
     """Raised by a handler for a transient failure; any other exception is retryable too."""
 
@@ -75,6 +87,18 @@ class Kind:
     # PostgreSQL, not in a worker's memory.
     rate_limit: str | None = None
     concurrency: int | None = None
+    # Checks at submit what the schema cannot: references to other rows (an upload the owner
+    # must own). Called with (owner, payload) after the schema passed; raises InvalidInput.
+    # None (most kinds) costs nothing on the submit path.
+    check_payload: Callable[[Any, dict[str, Any]], None] | None = field(default=None, repr=False, compare=False)
+    # An internal kind is the platform's own (webhook delivery): created by its services,
+    # never by a client. The API answers a client's submission of one as of an unknown kind,
+    # and the catalogue (GET /api/v1/kinds) leaves it out.
+    internal: bool = False
+    # Top-level payload keys holding a URL the handler will call: a client's submission is
+    # refused at once (400 unsafe_url) when one may not be called (apps.core.urlsafety), the
+    # check a callback_url gets, rather than the job failing later in the worker.
+    outbound_urls: tuple[str, ...] = ()
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +186,10 @@ class Registry:
     def __iter__(self) -> Iterator[Kind]:
         self.load()
         return iter(sorted(self._kinds.values(), key=lambda k: k.name))
+
+    def public(self) -> list[Kind]:
+        """The kinds a client may submit and see, by name: all but the internal ones."""
+        return [k for k in self if not k.internal]
 
 
 registry = Registry()

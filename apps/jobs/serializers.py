@@ -3,16 +3,20 @@ client sees is never an accident of the model."""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
-from apps.jobs.models import Job, JobAttempt, JobStatus, Priority
+from apps.core.errors import InvalidInput
+from apps.jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobStatus, Priority
 from apps.jobs.registry import registry
 
 # The most jobs one POST /api/v1/jobs/batch may carry.
@@ -20,7 +24,27 @@ BATCH_MAX_JOBS = 1000
 _KIND_MAX_LENGTH = 100
 
 
-class JobSubmitInput(serializers.Serializer):
+class StrictInput(serializers.Serializer):
+    """Refuses fields it does not declare, naming each. DRF drops them silently, so a typo
+    (`"priorty": "high"`) ran the job at the default priority with a 202; like Stripe's
+    "Received unknown parameter", the answer is a 400 naming the field."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            known = list(self.fields)
+            unknown = [name for name in data if name not in self.fields]
+            if unknown:
+                raise serializers.ValidationError({name: [_unknown_field(str(name), known)] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def _unknown_field(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown field.{hint} The fields are: {', '.join(known)}."
+
+
+class JobSubmitInput(StrictInput):
     kind = serializers.CharField(max_length=_KIND_MAX_LENGTH)
     payload = serializers.JSONField(default=dict)
     # The model's choices, so the OpenAPI schema has one PriorityEnum, not two.
@@ -35,7 +59,8 @@ class JobSubmitInput(serializers.Serializer):
         payload (the common shape, on every submit); None for anything else, which DRF
         validates. A registered kind's name passes CharField's checks unchanged (trimmed,
         not blank, at most 100 characters, no NUL), and a parsed JSON object passes
-        JSONField's. tests/unit/test_batch.py holds the result equal to DRF's."""
+        JSONField's. Any other key (an unknown one included, which StrictInput refuses)
+        goes to DRF. tests/unit/test_batch.py holds the result equal to DRF's."""
         if type(data) is not dict or not data.keys() <= _SIMPLE_JOB_KEYS:
             return None
         kind, payload = data.get("kind"), data.get("payload", _NO_PAYLOAD)
@@ -48,7 +73,7 @@ class JobSubmitInput(serializers.Serializer):
         return {"kind": kind, "payload": payload}
 
 
-class JobBatchSubmitInput(serializers.Serializer):
+class JobBatchSubmitInput(StrictInput):
     jobs = JobSubmitInput(many=True, allow_empty=False, max_length=BATCH_MAX_JOBS)
 
     @staticmethod
@@ -56,7 +81,9 @@ class JobBatchSubmitInput(serializers.Serializer):
         """The validated jobs of a batch whose every job is simple (JobSubmitInput.simple_job);
         None for any other batch, which DRF validates. DRF runs six fields' validation for
         each of a batch's 1,000 jobs, about a quarter of its time."""
-        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if type(data) is not dict or data.keys() != {"jobs"}:
+            return None  # an unknown field beside "jobs": DRF names it
+        jobs = data["jobs"]
         if not isinstance(jobs, list) or not 0 < len(jobs) <= BATCH_MAX_JOBS:
             return None
         validated = []
@@ -72,8 +99,28 @@ _SIMPLE_JOB_KEYS = frozenset({"kind", "payload"})
 _NO_PAYLOAD = object()
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class StatusListField(serializers.Field):
+    """One status or several, comma-separated (`status=succeeded,failed`)."""
+
+    default_error_messages = {"invalid_choice": "{value!r} is not a status; the statuses are: {choices}."}
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        names = [part.strip() for part in str(data).split(",") if part.strip()]
+        for name in names:
+            if name not in JobStatus.values:
+                self.fail("invalid_choice", value=name[:50], choices=", ".join(JobStatus.values))
+        return list(dict.fromkeys(names))
+
+    def to_representation(self, value: Any) -> Any:
+        return ",".join(value)
+
+
 class JobListFilters(serializers.Serializer):
-    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+    status = StatusListField(
+        required=False,
+        help_text=f"One status or several, comma-separated: {', '.join(JobStatus.values)}.",
+    )
     kind = serializers.CharField(max_length=100, required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
@@ -91,7 +138,7 @@ class ErrorOutput(serializers.Serializer):
 
 class LinksOutput(serializers.Serializer):
     self = serializers.URLField()
-    cancel = serializers.URLField()
+    cancel = serializers.URLField(required=False, help_text="Absent once the job has finished.")
 
 
 _LINK_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
@@ -110,6 +157,19 @@ def _timestamp(value: datetime | None) -> str | None:
     # list page's 200 timestamps without its per-call settings and time zone look-ups.
     text = value.astimezone(timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+# A job's fields that may be large: a list leaves them out unless asked for (?include=).
+LARGE_FIELDS = ("payload", "result")
+# The most characters of a payload's or result's JSON text a list row carries when asked
+# for it, and a single job: a larger one comes as null, named in the job's `truncated`. At
+# most 200 rows x 2 fields x 16 KiB, a page stays near 6 MB; one job, near 2 MB.
+LIST_FIELD_MAX_CHARS = 16 * 1024
+JOB_FIELD_MAX_CHARS = 1024 * 1024
+_TRUNCATED_HELP = (
+    "Present only when a large field was cut: the names of those (payload, result) that are "
+    "null here because their JSON text is over the bound."
+)
 
 
 class JobOutput(serializers.ModelSerializer):
@@ -134,9 +194,13 @@ class JobOutput(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "cancel_requested_at",
             "links",
         ]
         read_only_fields = fields
+        # When a cancel was asked: a running job stays "running" until its handler stops,
+        # so this is what says a cancel is pending (null when none was asked).
+        extra_kwargs = {"cancel_requested_at": {"help_text": "When a cancel was asked; null if never."}}
 
     # The columns to_representation reads: a list loads only these (apis.JobListCreateApi),
     # never a traceback. tests/unit/test_api_jobs.py pins a list page at one query, so a
@@ -158,6 +222,7 @@ class JobOutput(serializers.ModelSerializer):
         "created_at",
         "started_at",
         "finished_at",
+        "cancel_requested_at",
     )
 
     def to_representation(self, job: Job) -> dict[str, Any]:
@@ -166,7 +231,22 @@ class JobOutput(serializers.ModelSerializer):
         # to_representation on each) is about a fifth of a batch's time. The same values,
         # built directly; tests/unit/test_serializers.py holds it equal to DRF's own output
         # (JobOutput.drf_representation) for jobs in every state.
-        return {
+        return self._represent(job, LARGE_FIELDS)
+
+    def _represent(self, job: Job, large: tuple[str, ...]) -> dict[str, Any]:
+        """The job with those of its large fields (payload, result) named in `large`. A job
+        read with them bounded (selectors.with_bounded_json) shows an oversized one as null
+        and names it in `truncated`."""
+        values: dict[str, Any] = {}
+        truncated = []
+        for name in large:
+            if hasattr(job, f"{name}_over"):
+                values[name] = getattr(job, f"{name}_bounded")
+                if getattr(job, f"{name}_over"):
+                    truncated.append(name)
+            else:
+                values[name] = getattr(job, name)
+        data = {
             "id": str(job.id),
             "kind": job.kind,
             "status": str(job.status),
@@ -174,15 +254,22 @@ class JobOutput(serializers.ModelSerializer):
             "attempts": int(job.attempts),
             "max_attempts": int(job.max_attempts),
             "progress": self.get_progress(job),
-            "result": job.result,
+            "result": values.get("result"),
             "error": self.get_error(job),
-            "payload": job.payload,
+            "payload": values.get("payload"),
             "run_at": _timestamp(job.run_at),
             "created_at": _timestamp(job.created_at),
             "started_at": _timestamp(job.started_at),
             "finished_at": _timestamp(job.finished_at),
+            "cancel_requested_at": _timestamp(job.cancel_requested_at),
             "links": self.get_links(job),
         }
+        for name in LARGE_FIELDS:
+            if name not in values:
+                del data[name]
+        if truncated:
+            data["truncated"] = truncated
+        return data
 
     def drf_representation(self, job: Job) -> dict[str, Any]:
         """DRF's generic output for the declared fields: what to_representation must equal."""
@@ -190,7 +277,10 @@ class JobOutput(serializers.ModelSerializer):
 
     @extend_schema_field(ProgressOutput)
     def get_progress(self, job: Job) -> dict[str, Any]:
-        return {"percent": job.progress_percent, "message": job.progress_message}
+        # Handlers report fractions as they compute them (51.28484245000209); two decimals
+        # are all a progress bar can show.
+        percent = job.progress_percent
+        return {"percent": None if percent is None else round(percent, 2), "message": job.progress_message}
 
     @extend_schema_field(ErrorOutput(allow_null=True))
     def get_error(self, job: Job) -> dict[str, str] | None:
@@ -210,7 +300,10 @@ class JobOutput(serializers.ModelSerializer):
                 templates[name] = request.build_absolute_uri(path) if request is not None else path
             self.context["_link_templates"] = templates
         job_id = str(job.id)
-        return {name: template.replace(_LINK_PLACEHOLDER, job_id) for name, template in templates.items()}
+        links = {"self": templates["self"].replace(_LINK_PLACEHOLDER, job_id)}
+        if job.status not in TERMINAL_STATUSES:  # a finished job offers no cancel (it answers 409)
+            links["cancel"] = templates["cancel"].replace(_LINK_PLACEHOLDER, job_id)
+        return links
 
 
 class AttemptOutput(serializers.ModelSerializer):
@@ -254,15 +347,74 @@ class JobDetailOutput(JobOutput):
     """One job, with the history of its attempts (when, which worker, how long, the error)."""
 
     history = AttemptOutput(source="attempt_history", many=True, read_only=True)
+    truncated = serializers.ListField(child=serializers.CharField(), required=False, help_text=_TRUNCATED_HELP)
 
     class Meta(JobOutput.Meta):
-        fields = [*JobOutput.Meta.fields, "history"]
-        read_only_fields = fields
+        fields = [*JobOutput.Meta.fields, "truncated", "history"]
+        read_only_fields = [f for f in fields if f != "truncated"]
 
     def to_representation(self, job: Job) -> dict[str, Any]:
         data = super().to_representation(job)
         data["history"] = AttemptOutput(job.attempt_history, many=True, context=self.context).data
-        return data
+        return _with_running_attempt(job, data)
+
+    def drf_representation(self, job: Job) -> dict[str, Any]:
+        return _with_running_attempt(job, super().drf_representation(job))
+
+
+def _with_running_attempt(job: Job, data: dict[str, Any]) -> dict[str, Any]:
+    """The history with the attempt under way: its row is written when it ends, so a running
+    job showed "attempts": 1 and an empty history."""
+    numbers = {attempt["number"] for attempt in data["history"]}
+    if job.status == JobStatus.RUNNING and job.attempts and job.attempts not in numbers:
+        data["history"] = [
+            *data["history"],
+            {
+                "number": int(job.attempts),
+                "outcome": str(JobAttempt.Outcome.RUNNING),
+                "worker": job.worker,
+                "started_at": _timestamp(job.started_at),
+                "finished_at": None,
+                "duration_ms": None,
+                "error_type": "",
+                "error_message": "",
+                "retry_at": None,
+            },
+        ]
+    return data
+
+
+class JobListItemOutput(JobOutput):
+    """A list row: payload and result only when asked for (context "include"), each bounded
+    to LIST_FIELD_MAX_CHARS (the list reads them through selectors.with_bounded_json)."""
+
+    payload = serializers.JSONField(required=False, help_text="Only with ?include=payload.")
+    result = serializers.JSONField(required=False, allow_null=True, help_text="Only with ?include=result.")
+    truncated = serializers.ListField(child=serializers.CharField(), required=False, help_text=_TRUNCATED_HELP)
+
+    class Meta(JobOutput.Meta):
+        fields = [*JobOutput.Meta.fields, "truncated"]
+        read_only_fields = [f for f in fields if f not in (*LARGE_FIELDS, "truncated")]
+
+    # The columns a row reads besides the bounded large fields.
+    COLUMNS = tuple(c for c in JobOutput.COLUMNS if c not in LARGE_FIELDS)
+
+    def to_representation(self, job: Job) -> dict[str, Any]:
+        include = self.context.get("include", ())
+        return self._represent(job, tuple(name for name in LARGE_FIELDS if name in include))
+
+
+def list_include(raw: str | None) -> frozenset[str]:
+    """?include=payload,result: the large fields a list row should carry."""
+    names = frozenset(part.strip() for part in (raw or "").split(",") if part.strip())
+    unknown = sorted(names - set(LARGE_FIELDS))
+    if unknown:
+        raise InvalidInput(
+            f"include may name {', '.join(LARGE_FIELDS)}, comma-separated; got {', '.join(unknown)[:100]!r}.",
+            code="invalid_include",
+            details={"allowed": list(LARGE_FIELDS)},
+        )
+    return names
 
 
 class JobBatchOutput(serializers.Serializer):
@@ -274,7 +426,7 @@ class JobPageOutput(serializers.Serializer):
 
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
-    results = JobOutput(many=True)
+    results = JobListItemOutput(many=True)
 
 
 class KindRetryOutput(serializers.Serializer):

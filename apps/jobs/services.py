@@ -23,14 +23,14 @@ from django.db.models import JSONField
 from django.utils import timezone
 
 from apps.core.db import prepared_cursor
-from apps.core.errors import Conflict, InvalidInput, TooManyRequests, Unavailable, Unprocessable
+from apps.core.errors import ApplicationError, Conflict, InvalidInput, TooManyRequests, Unavailable, Unprocessable
 from apps.core.text import clean_json, clean_text
 from apps.core.urlsafety import UnsafeURL, check_outbound_url
 from apps.deadletters.models import DeadLetter
 from apps.jobs import flow, signals
 from apps.jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
 from apps.jobs.publish import dead_letter_publish_on_commit, job_publish_on_commit
-from apps.jobs.registry import PRIORITIES, Kind, UnknownKind, registry
+from apps.jobs.registry import CLIENT_ERROR_TYPE, PRIORITIES, Kind, UnknownKind, registry
 
 logger = logging.getLogger(__name__)
 
@@ -44,37 +44,112 @@ def _kind_or_error(name: str) -> Kind:
     try:
         return registry.get(name)
     except UnknownKind:
-        known = [k.name for k in registry]
-        raise InvalidInput(
-            f"Unknown kind {name!r}. Known kinds: {', '.join(known)}.",
-            code="unknown_kind",
-            details={"known_kinds": known},
-        ) from None
+        raise _unknown_kind(name) from None
 
 
-def _find_nul(value: Any, path: str = "(root)") -> str | None:
-    """The path of the first string (key or value) holding a NUL character, if any."""
+def _unknown_kind(name: str) -> InvalidInput:
+    known = [k.name for k in registry.public()]
+    return InvalidInput(
+        f"Unknown kind {name!r}. Known kinds: {', '.join(known)}.",
+        code="unknown_kind",
+        details={"known_kinds": known},
+    )
+
+
+def job_refuse_internal_kind(kind: str) -> None:
+    """A client's submission of an internal kind (the platform's own, such as webhook
+    delivery) is answered exactly as one of an unknown kind: 400 unknown_kind, listing the
+    kinds a client may submit. Checked before the payload, whose errors would name it."""
+    if kind in registry and registry.get(kind).internal:
+        raise _unknown_kind(kind)
+
+
+def job_validate_outbound_urls(*, k: Kind, payload: dict[str, Any]) -> None:
+    """Every URL a client gives is checked when it is given: the payload's URLs that the
+    kind's handler will call (Kind.outbound_urls) pass the check a callback_url passes."""
+    for key in k.outbound_urls:
+        url = payload.get(key)
+        if not isinstance(url, str):
+            continue  # absent or not a string: the kind's schema decides
+        try:
+            check_outbound_url(url)
+        except UnsafeURL as exc:
+            raise InvalidInput(
+                f"payload {key} is refused: {exc}.",
+                code="unsafe_url",
+                details=[{"path": key, "message": str(exc)}],
+            ) from None
+
+
+def _unstorable(text: str) -> str | None:
+    """Why PostgreSQL's jsonb cannot store `text`, or None when it can: a NUL character, or a
+    lone surrogate (JSON's "\\ud800" parses to one; it has no UTF-8 form, and jsonb refuses
+    it with "invalid input syntax for type json", a 500 if nothing catches it first). A
+    parsed surrogate pair is already one character, so any surrogate left is a lone one."""
+    if "\x00" in text:
+        return "must not contain NUL (\\u0000) characters"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must not contain lone surrogates (\\ud800-\\udfff not in a pair)"
+    return None
+
+
+def _find_unstorable(value: Any, path: str = "(root)") -> tuple[str, str] | None:
+    """The path of the first string (key or value) jsonb cannot store, and why, if any."""
     stack = [(value, path)]
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return where
+            reason = _unstorable(item)
+            if reason is not None:
+                return where, reason
         elif isinstance(item, dict):
             for key, child in item.items():
                 child_path = key if where == "(root)" else f"{where}/{key}"
-                if "\x00" in key:
-                    return child_path
+                reason = _unstorable(key)
+                if reason is not None:
+                    return child_path, reason
                 stack.append((child, child_path))
         elif isinstance(item, list):
             stack.extend((child, f"{where}/{i}") for i, child in enumerate(item))
     return None
 
 
+class PriorityNotAllowed(ApplicationError):
+    status_code = 403
+    code = "priority_not_allowed"
+
+
+def _may_ask_for_high(owner: AbstractBaseUser) -> bool:
+    """HIGH_PRIORITY_CLIENTS: staff, the usernames listed, or everyone with `*`. Read from the
+    loaded user, so it costs the submit path no query."""
+    allowed = settings.HIGH_PRIORITY_CLIENTS
+    return getattr(owner, "is_staff", False) or "*" in allowed or owner.get_username() in allowed
+
+
+def job_check_priority_allowed(*, owner: AbstractBaseUser, k: Kind, priority: str) -> None:
+    """A client's `high` jumps every other client's work: who may ask for it is a setting
+    (403 priority_not_allowed). Spelling out a kind's own default asks for nothing more."""
+    if priority == "high" and k.priority != "high" and not _may_ask_for_high(owner):
+        raise PriorityNotAllowed(
+            "You may not submit at high priority (HIGH_PRIORITY_CLIENTS); use default or low.",
+            details={"priority": priority, "allowed": ["default", "low"]},
+        )
+
+
 def job_validate(
-    *, kind: str, payload: Any, priority: str | None = None, max_attempts: int | None = None
+    *,
+    kind: str,
+    payload: Any,
+    priority: str | None = None,
+    max_attempts: int | None = None,
+    owner: AbstractBaseUser | None = None,
 ) -> tuple[Kind, str, int]:
-    """Check a submission against its kind; returns (kind, priority, max_attempts)."""
+    """Check a submission against its kind; returns (kind, priority, max_attempts). With the
+    owner, also what only the owner can answer: the kind's own payload check (references to
+    the owner's rows, such as an upload)."""
     k = _kind_or_error(kind)
     if not isinstance(payload, dict):
         raise InvalidInput(
@@ -82,13 +157,15 @@ def job_validate(
             code="invalid_payload",
             details=[{"path": "(root)", "message": "must be an object"}],
         )
-    nul_path = _find_nul(payload)
-    if nul_path is not None:
-        # PostgreSQL's jsonb cannot store U+0000; refuse it here rather than fail at INSERT.
+    unstorable = _find_unstorable(payload)
+    if unstorable is not None:
+        # PostgreSQL's jsonb cannot store U+0000 or a lone surrogate; refuse either here, as
+        # bad input, rather than fail at INSERT. The path is cleaned: the error is JSON too.
+        where, reason = clean_text(unstorable[0]), unstorable[1]
         raise InvalidInput(
-            f"The payload contains a NUL character at {nul_path}.",
+            f"The payload has a string that cannot be stored at {where}: it {reason}.",
             code="invalid_payload",
-            details=[{"path": nul_path, "message": "must not contain NUL (\\u0000) characters"}],
+            details=[{"path": where, "message": reason}],
         )
     errors = k.payload_errors(payload)
     if errors:
@@ -98,6 +175,9 @@ def job_validate(
             code="invalid_payload",
             details=errors,
         )
+    if k.check_payload is not None and owner is not None:
+        # After the schema, so the hook sees a well-formed payload; most kinds have none.
+        k.check_payload(owner, payload)
     priority = priority or k.priority
     if priority not in PRIORITIES:
         raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}.", code="invalid_priority")
@@ -126,16 +206,35 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
     queue's measured drain rate: past QUEUE_MAX_DEPTH waiting on the queue, or past the
     client's CLIENT_MAX_IN_FLIGHT. With Redis unreachable the depth is read from PostgreSQL
     instead, and an accepted job waits there for the relay. The client's in-flight count is
-    counted in PostgreSQL at most once a second (flow.admission_figures)."""
+    counted in PostgreSQL at most once a second and reserved on atomically in Redis
+    (flow.admission_reserve): concurrent submissions cannot together pass the quota."""
     limit = settings.QUEUE_MAX_DEPTH
     in_flight_limit = settings.CLIENT_MAX_IN_FLIGHT
     broker_up = True
     in_flight: int | None = None
+    reserved = False
+
+    def count_in_flight() -> int:
+        return (
+            Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).values("id")[: in_flight_limit + count].count()
+        )
+
     try:
-        figures = flow.admission_figures(
+        figures = flow.admission_reserve(
             queue=queue, owner_id=owner.pk, count=count, depth_limit=limit, in_flight_limit=in_flight_limit
         )
-        depth, in_flight = figures.depth, figures.in_flight
+        if figures.in_flight is None and figures.depth + count <= limit:
+            # Not cached this second: count in PostgreSQL, seed the cache (unless a concurrent
+            # submission seeded it first) and reserve on it, in one more atomic step.
+            figures = flow.admission_reserve(
+                queue=queue,
+                owner_id=owner.pk,
+                count=count,
+                depth_limit=limit,
+                in_flight_limit=in_flight_limit,
+                seed=count_in_flight(),
+            )
+        depth, in_flight, reserved = figures.depth, figures.in_flight, figures.reserved
     except redis.RedisError as broker_error:
         broker_up = False
         # The broker is away: count the backlog in PostgreSQL. Under the limit the job is
@@ -169,15 +268,11 @@ def job_admission_check(*, owner: AbstractBaseUser, queue: str, count: int = 1) 
             details={"queue": queue, "depth": depth, "limit": limit, "drain_per_second": round(rate, 2)},
         )
     if in_flight is None:
-        in_flight = (
-            Job.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).values("id")[: in_flight_limit + count].count()
-        )
-        if broker_up:  # with this submission counted when it is about to be admitted
-            admitted = in_flight + count <= in_flight_limit
-            with contextlib.suppress(redis.RedisError):
-                flow.in_flight_remember(owner.pk, in_flight + count if admitted else in_flight)
-    if in_flight + count > in_flight_limit:
-        wait = flow.retry_after_seconds(excess=in_flight + count - in_flight_limit, rate=drain_rate())
+        # Only with the broker away: the count alone decides (nothing to reserve on).
+        in_flight = count_in_flight()
+        reserved = in_flight + count <= in_flight_limit
+    if not reserved:
+        wait = flow.retry_after_seconds(excess=max(1, in_flight + count - in_flight_limit), rate=drain_rate())
         raise TooManyRequests(
             f"You have {in_flight} jobs in flight (limit {in_flight_limit}); retry in {wait} s.",
             code="too_many_in_flight",
@@ -196,10 +291,19 @@ def job_submit(
     max_attempts: int | None = None,
     request_id: str = "",
     callback_url: str = "",
+    from_client: bool = False,
 ) -> Job:
     """Commit a job and publish it after the commit. A `run_at` in the future holds it in the
-    database until the reconciler publishes it when due."""
-    k, priority, max_attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
+    database until the reconciler publishes it when due. `from_client` (the API sets it)
+    refuses internal kinds and checks the payload's outbound URLs."""
+    if from_client:
+        job_refuse_internal_kind(kind)
+    k, priority, max_attempts = job_validate(
+        kind=kind, payload=payload, priority=priority, max_attempts=max_attempts, owner=owner
+    )
+    if from_client:
+        job_validate_outbound_urls(k=k, payload=payload)
+        job_check_priority_allowed(owner=owner, k=k, priority=priority)
     callback_url = job_validate_callback_url(callback_url)
     job_admission_check(owner=owner, queue=k.queue_for(priority))
     # One INSERT, committed by itself: no BEGIN and COMMIT round trips around it. The
@@ -249,23 +353,35 @@ def _job_create(
     return job
 
 
-def job_submit_batch(*, owner: AbstractBaseUser, jobs: list[dict[str, Any]], request_id: str = "") -> list[Job]:
+def job_submit_batch(
+    *, owner: AbstractBaseUser, jobs: list[dict[str, Any]], request_id: str = "", from_client: bool = False
+) -> list[Job]:
     """Submit many jobs, all or nothing. Every job is checked first and a 400 names each bad
     one by its index; the whole batch is admission-checked per queue (depth and the client's
     in-flight count, each with that queue's share of the batch), written with one statement
     in one transaction, and published together after the commit. Each item has the keys of
-    a single submission (kind, payload, priority, run_at, max_attempts, callback_url)."""
+    a single submission (kind, payload, priority, run_at, max_attempts, callback_url), and
+    `from_client` means what it means for job_submit."""
     checked: list[tuple[Kind, str, int, str, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     for index, spec in enumerate(jobs):
         try:
+            if from_client:
+                job_refuse_internal_kind(spec["kind"])
             k, priority, max_attempts = job_validate(
                 kind=spec["kind"],
                 payload=spec.get("payload", {}),
                 priority=spec.get("priority"),
                 max_attempts=spec.get("max_attempts"),
+                owner=owner,
             )
+            if from_client:
+                job_validate_outbound_urls(k=k, payload=spec.get("payload", {}))
+                job_check_priority_allowed(owner=owner, k=k, priority=priority)
             callback_url = job_validate_callback_url(spec.get("callback_url"))
+        except PriorityNotAllowed as exc:
+            # Refused rather than malformed: the whole batch answers 403, naming the job.
+            raise PriorityNotAllowed(f"Job {index}: {exc.message}", details={"index": index, **exc.details}) from None
         except InvalidInput as exc:
             error = {"index": index, "code": exc.code, "message": exc.message}
             if exc.details is not None:
@@ -414,6 +530,21 @@ def request_fingerprint(**request: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _with_defaults(*, kind: str, priority: str | None, max_attempts: int | None) -> dict[str, Any]:
+    """priority and max_attempts as the job would run with them, the kind's defaults filled
+    in, so a retry that spells out a default ("priority": "default") fingerprints as the
+    same request as one that left it out. An unknown kind keeps them as given (validation
+    refuses it anyway)."""
+    try:
+        k = registry.get(kind)
+    except UnknownKind:
+        return {"priority": priority, "max_attempts": max_attempts}
+    return {
+        "priority": priority or k.priority,
+        "max_attempts": k.max_attempts if max_attempts is None else max_attempts,
+    }
+
+
 def job_submit_idempotent(
     *,
     owner: AbstractBaseUser,
@@ -425,6 +556,7 @@ def job_submit_idempotent(
     max_attempts: int | None = None,
     request_id: str = "",
     callback_url: str = "",
+    from_client: bool = False,
 ) -> Submission:
     """Submit once per (client, Idempotency-Key) for 24 hours. The same key and request
     returns the original job; the same key with a different request is refused with 422.
@@ -437,16 +569,32 @@ def job_submit_idempotent(
     fingerprint = request_fingerprint(
         kind=kind,
         payload=payload,
+        **_with_defaults(kind=kind, priority=priority, max_attempts=max_attempts),
+        run_at=run_at,
+        callback_url=callback_url or "",
+    )
+    # Keys stored before defaults were applied hold the arguments as given; accepted for
+    # their 24 hours, so a retry across the deploy still replays.
+    as_given = request_fingerprint(
+        kind=kind,
+        payload=payload,
         priority=priority,
         run_at=run_at,
         max_attempts=max_attempts,
         callback_url=callback_url,
     )
     for _ in range(3):
-        existing = _idempotent_replay(owner=owner, key=idempotency_key, fingerprint=fingerprint)
+        existing = _idempotent_replay(owner=owner, key=idempotency_key, fingerprints=(fingerprint, as_given))
         if existing is not None:
             return existing
-        k, prio, attempts = job_validate(kind=kind, payload=payload, priority=priority, max_attempts=max_attempts)
+        if from_client:
+            job_refuse_internal_kind(kind)
+        k, prio, attempts = job_validate(
+            kind=kind, payload=payload, priority=priority, max_attempts=max_attempts, owner=owner
+        )
+        if from_client:
+            job_validate_outbound_urls(k=k, payload=payload)
+            job_check_priority_allowed(owner=owner, k=k, priority=prio)
         safe_callback = job_validate_callback_url(callback_url)
         job_admission_check(owner=owner, queue=k.queue_for(prio))
         try:
@@ -498,7 +646,7 @@ def idempotency_keys_prune(*, now: datetime | None = None, batch: int = 5000) ->
     return IdempotencyKey.objects.filter(pk__in=ids).delete()[0]
 
 
-def _idempotent_replay(*, owner: AbstractBaseUser, key: str, fingerprint: str) -> Submission | None:
+def _idempotent_replay(*, owner: AbstractBaseUser, key: str, fingerprints: tuple[str, ...]) -> Submission | None:
     record = IdempotencyKey.objects.select_related("job").filter(owner=owner, key=key).first()
     if record is None:
         return None
@@ -507,13 +655,21 @@ def _idempotent_replay(*, owner: AbstractBaseUser, key: str, fingerprint: str) -
         # expiring it at once cannot delete a newer one.
         IdempotencyKey.objects.filter(pk=record.pk, created_at=record.created_at).delete()
         return None
-    if record.fingerprint != fingerprint:
+    if record.fingerprint not in fingerprints:
         raise Unprocessable(
             "This Idempotency-Key was already used for a different request.",
             code="idempotency_key_reused",
             details={"job_id": str(record.job_id)},
         )
     return Submission(job=record.job, status_code=record.status_code, replayed=True)
+
+
+# Said in full per status: "The job is already succeeded." read wrong.
+_ALREADY_FINISHED = {
+    JobStatus.SUCCEEDED: "The job has already succeeded.",
+    JobStatus.FAILED: "The job has already failed.",
+    JobStatus.CANCELLED: "The job has already been cancelled.",
+}
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -523,7 +679,7 @@ def job_cancel(*, job: Job) -> Job:
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         if job.status in TERMINAL_STATUSES:
-            raise Conflict(f"The job is already {job.status}.", code="job_terminal")
+            raise Conflict(_ALREADY_FINISHED[job.status], code="job_terminal")
         if job.status == JobStatus.RUNNING:
             if job.cancel_requested_at is None:
                 job.cancel_requested_at = now
@@ -980,7 +1136,9 @@ def _park(job: Job, now: datetime) -> DeadLetter:
         attempts=job.attempts,
         created_at=now,
     )
-    logger.error(
+    # A client's bad input is the client's to fix, not an operator's: parked, never paged.
+    logger.log(
+        logging.WARNING if job.error_type == CLIENT_ERROR_TYPE else logging.ERROR,
         "job %s (%s) failed after %s attempt(s) and was parked as dead letter %s: %s: %s",
         job.id,
         job.kind,

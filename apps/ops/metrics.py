@@ -77,15 +77,37 @@ def observe(histogram: str, labels: str, seconds: float) -> None:
     broker.write(lambda pipe: _observe(pipe, histogram, labels, seconds))
 
 
+# The methods counted by name; any other (a client may send any token as its method) counts
+# as OTHER, so requests cannot add series at will: 3,000 made-up methods would otherwise be
+# 3,000 histograms on every scrape.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+# Label values are joined with this in a Redis hash field and split on it at scrape time.
+LABEL_SEPARATOR = "|"
+
+
+def label_value(value: str) -> str:
+    """A label value that cannot be split in two at scrape time: the separator inside it
+    would forge a series (method "A|B" read back as method "A", route "B")."""
+    return value.replace(LABEL_SEPARATOR, "_")
+
+
 def count_request(method: str, route: str, status: int, seconds: float) -> None:
-    broker.write(lambda pipe: _observe(pipe, "http_request", f"{method}|{route}|{status}", seconds))
+    """One API request, by method (a known one or OTHER), route pattern (never the raw
+    path: the middleware passes the URL pattern, or a fixed label) and status."""
+    labels = LABEL_SEPARATOR.join(
+        label_value(v) for v in (method if method in HTTP_METHODS else OTHER_METHOD, route, str(status))
+    )
+    broker.write(lambda pipe: _observe(pipe, "http_request", labels, seconds))
 
 
 def _histogram(name: str, doc: str, label_names: list[str], raw: dict[bytes, bytes]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=label_names)
     series: dict[tuple[str, ...], dict[str, float]] = {}
     for field, value in raw.items():
-        *labels, part = field.decode().split("|")
+        *labels, part = field.decode(errors="replace").split(LABEL_SEPARATOR)
+        if len(labels) != len(label_names):
+            continue  # a field written before label values were escaped: not a series of ours
         series.setdefault(tuple(labels), {})[part] = float(value)
     for labels, parts in sorted(series.items()):
         count = parts.get("count", 0.0)

@@ -80,7 +80,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format. With METRICS_TOKEN set, scrapers send it as a bearer token."""
     if settings.METRICS_TOKEN:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent, settings.METRICS_TOKEN):
+        # Bytes: compare_digest refuses str holding non-ASCII characters (a TypeError, a 500)
+        # and a header may hold any; UTF-8 with surrogateescape encodes whatever arrived.
+        if not hmac.compare_digest(
+            sent.encode("utf-8", "surrogateescape"), settings.METRICS_TOKEN.encode("utf-8", "surrogateescape")
+        ):
             return JsonResponse(
                 error_body("not_authenticated", "Send the metrics token as a bearer token."), status=401
             )

@@ -35,7 +35,8 @@ def post_batch(api: Any, capture: Any, jobs: list[dict[str, Any]], **extra: Any)
         return api.post(BATCH, {"jobs": jobs}, format="json", **extra)
 
 
-def test_a_batch_answers_202_with_every_job_in_the_order_given(api, user, django_capture_on_commit_callbacks):
+def test_a_batch_answers_202_with_every_job_in_the_order_given(api, user, settings, django_capture_on_commit_callbacks):
+    settings.HIGH_PRIORITY_CLIENTS = ["*"]  # who may ask for high: tests/unit/test_fairness_defaults.py
     jobs = [noop(), {"kind": "diagnostics.sleep", "payload": {"seconds": 1}}, noop(priority="high")]
 
     response = post_batch(api, django_capture_on_commit_callbacks, jobs)
@@ -86,8 +87,9 @@ def test_a_batch_of_1000_costs_a_fixed_number_of_queries(
 
 
 def test_more_queues_in_a_batch_cost_no_more_queries(
-    api, django_assert_num_queries, django_capture_on_commit_callbacks
+    api, settings, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
+    settings.HIGH_PRIORITY_CLIENTS = ["*"]
     # Each queue is admission-checked; the client's in-flight count is read once (then cached).
     jobs = [noop(priority=p) for p in ("high", "default", "low") for _ in range(10)]
 

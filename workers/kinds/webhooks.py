@@ -1,9 +1,10 @@
 """Outbound webhook delivery: a POST, signed per client, when a job with a callback_url ends.
 
-apps.webhooks creates one `webhooks.deliver` job per finished job (and a client may submit
-one itself to send a job's webhook again). Being a job, a delivery retries with exponential
-backoff and jitter, records every attempt, and ends in the dead letters when all fail. The
-signature is documented in apps/webhooks/signing.py.
+apps.webhooks creates one `webhooks.deliver` job per finished job. The kind is internal: a
+client can neither submit one (a way to make the platform POST anywhere) nor see it in the
+catalogue. Being a job, a delivery retries with exponential backoff and jitter, records
+every attempt, and ends in the dead letters when all fail. The signature is documented in
+apps/webhooks/signing.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _HEX = "[0-9a-fA-F]"
         "additionalProperties": False,
     },
     priority="high",
+    internal=True,
+    outbound_urls=("url",),
     # Backoff from 2 s doubling to a 10 min cap: the eleven retries span 19 to 37 minutes,
     # enough to ride out a receiver's deploy or restart without hammering it.
     max_attempts=12,

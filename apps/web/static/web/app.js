@@ -510,7 +510,8 @@
     const percent = job.status === "succeeded" ? 100 : job.progress && job.progress.percent;
     const watchButton = el("button", { type: "button", class: "watch", text: "Watch", "aria-label": `Watch job ${job.id}` });
     watchButton.addEventListener("click", () => {
-      watch(job);
+      // A list row carries no payload or result: fetch the job itself to show them.
+      watchById(job.id);
       $("current-job").scrollIntoView({ behavior: "smooth", block: "start" });
     });
     return [
