@@ -32,7 +32,7 @@ def _reset_publisher(url: str) -> None:
     from django.conf import settings
     from django.core.cache import caches
 
-    from apps.jobs import broker
+    from apps.core import redis as platform_redis
     from config.celery import app
 
     settings.REDIS_URL = url
@@ -45,7 +45,7 @@ def _reset_publisher(url: str) -> None:
     pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
-    broker.reset_redis_client()
+    platform_redis.reset_redis_client()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 from celery.signals import celeryd_init, worker_shutdown
 from redis.exceptions import RedisError
 
-from apps.jobs.broker import redis_client
+from apps.core.redis import redis_client
 from apps.ops.selectors import WORKER_KEY_PREFIX
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A task is an interface, like a view: it receives a job id, calls services, and owns only
 delivery policy. Business rules (what a retry is, when a job is parked) live in
-apps.jobs.services.
+apps.jobs.lifecycle.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from redis.exceptions import RedisError
 
 from apps.core import context
+from apps.core import redis as platform_redis
 from apps.core.text import clean_text
-from apps.jobs import broker, flow, services
+from apps.jobs import flow, lifecycle
 from apps.jobs.registry import CLIENT_ERROR_TYPE, ClientError, JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
 
@@ -43,7 +44,7 @@ class Lease:
 
     __slots__ = ("claim", "due", "kind", "lost", "slot")
 
-    def __init__(self, claim: services.Claim, kind: Kind, slot: str, due: float) -> None:
+    def __init__(self, claim: lifecycle.Claim, kind: Kind, slot: str, due: float) -> None:
         self.claim = claim
         self.kind = kind
         self.slot = slot
@@ -68,7 +69,7 @@ class LeaseKeeper:
     def interval() -> float:
         return max(0.2, settings.JOB_LEASE_SECONDS / 3)
 
-    def hold(self, claim: services.Claim, *, kind: Kind, slot: str = "") -> Lease:
+    def hold(self, claim: lifecycle.Claim, *, kind: Kind, slot: str = "") -> Lease:
         if self._pid != os.getpid():  # a forked child: the parent's thread did not come along
             self._pid, self._leases, self._lock, self._thread = os.getpid(), {}, threading.Lock(), None
         lease = Lease(claim, kind, slot, time.monotonic() + self.interval())
@@ -102,7 +103,7 @@ class LeaseKeeper:
     def _renew(self, lease: Lease) -> None:
         try:
             close_old_connections()  # this thread's own connection: too old or broken, replaced
-            if not services.job_heartbeat(claim=lease.claim):
+            if not lifecycle.job_heartbeat(claim=lease.claim):
                 lease.lost = True
                 self.release(lease)
                 return
@@ -119,7 +120,7 @@ keeper = LeaseKeeper()
 class Context:
     """What a handler gets besides its payload (apps.jobs.registry.JobContext)."""
 
-    def __init__(self, claim: services.Claim, lease: Lease) -> None:
+    def __init__(self, claim: lifecycle.Claim, lease: Lease) -> None:
         self._claim = claim
         self._lease = lease
         self.job_id = claim.job_id
@@ -135,7 +136,7 @@ class Context:
         if percent < 100 and now - self._last_progress < _CHECK_EVERY:
             return  # a handler may report in a tight loop; the database hears it twice a second
         self._last_progress = now
-        services.job_report_progress(claim=self._claim, percent=percent, message=message)
+        lifecycle.job_report_progress(claim=self._claim, percent=percent, message=message)
 
     def is_cancelled(self) -> bool:
         if self._cancelled or self._lease.lost:
@@ -143,7 +144,7 @@ class Context:
         now = time.monotonic()
         if now - self._last_cancel_check >= _CHECK_EVERY:
             self._last_cancel_check = now
-            self._cancelled = services.job_cancel_requested(claim=self._claim)
+            self._cancelled = lifecycle.job_cancel_requested(claim=self._claim)
         return self._cancelled
 
     def check_cancelled(self) -> None:
@@ -151,7 +152,7 @@ class Context:
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
     def step(self, name: str, effect: Callable[[], T]) -> T:
-        return services.job_step_once(claim=self._claim, name=name, effect=effect)
+        return lifecycle.job_step_once(claim=self._claim, name=name, effect=effect)
 
 
 def _describe(exc: BaseException) -> tuple[str, str, str]:
@@ -171,10 +172,10 @@ def run_job(task: Task, job_id: str) -> str:
         return "deferred"
     # The seed makes the lease token one the worker's main process can rebuild when it kills
     # this process at the hard time limit (JobRequest.on_timeout in workers/tasks.py).
-    seed = services.lease_seed(task_id=task.request.id, worker=worker, pid=os.getpid()) if task.request.id else None
+    seed = lifecycle.lease_seed(task_id=task.request.id, worker=worker, pid=os.getpid()) if task.request.id else None
     # The claim's Redis writes (drain counter, metrics, the waiting clients' notification)
     # leave in one round trip.
-    with broker.batched_writes():
+    with platform_redis.batched_writes():
         try:
             claim = _claim(job_id, worker, seed)
         except (OperationalError, InterfaceError) as exc:
@@ -199,15 +200,15 @@ def _reuse_connection() -> None:
     connection.health_check_done = True
 
 
-def _claim(job_id: str, worker: str, seed: str | None) -> services.Claim | None:
+def _claim(job_id: str, worker: str, seed: str | None) -> lifecycle.Claim | None:
     try:
-        return services.job_claim(job_id=job_id, worker=worker, seed=seed)
+        return lifecycle.job_claim(job_id=job_id, worker=worker, seed=seed)
     except (OperationalError, InterfaceError):
         # The connection died while idle (PostgreSQL restarted, a proxy timed it out): once
         # more on a new one. Had the lost statement committed, this finds nothing to claim
         # and the lease it took expires into a retry: a second attempt, never a second run.
         connection.close()
-        return services.job_claim(job_id=job_id, worker=worker, seed=seed)
+        return lifecycle.job_claim(job_id=job_id, worker=worker, seed=seed)
 
 
 # How long a pool process waits before handing a message back while PostgreSQL is away, so
@@ -226,7 +227,7 @@ def _requeue_while_database_away(job_id: str, exc: Exception) -> NoReturn:
     raise Reject(f"PostgreSQL unreachable: {type(exc).__name__}", requeue=True)
 
 
-def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
+def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: str) -> str:
     job_id = claim.job_id
     lease = keeper.hold(claim, kind=kind, slot=slot)
     ctx = Context(claim, lease)
@@ -237,32 +238,32 @@ def _run_claimed(kind: Kind, claim: services.Claim, slot: str) -> str:
             result = kind.handler(ctx, claim.payload)
             json.dumps(result)  # a result must cross JSON, like everything else we store
         except JobCancelled as exc:
-            failure = services.AttemptFailure("JobCancelled", str(exc), cancelled=True)
+            failure = lifecycle.AttemptFailure("JobCancelled", str(exc), cancelled=True)
         except ClientError as exc:
             # The client's input is at fault: one type the monitor knows, whatever the subclass.
             _, message, tb = _describe(exc)
-            failure = services.AttemptFailure(CLIENT_ERROR_TYPE, message, tb, permanent=True)
+            failure = lifecycle.AttemptFailure(CLIENT_ERROR_TYPE, message, tb, permanent=True)
         except PermanentError as exc:
-            failure = services.AttemptFailure(*_describe(exc), permanent=True)
+            failure = lifecycle.AttemptFailure(*_describe(exc), permanent=True)
         except SoftTimeLimitExceeded as exc:
             _, _, tb = _describe(exc)
-            failure = services.AttemptFailure(
+            failure = lifecycle.AttemptFailure(
                 "TimeLimitExceeded", f"the handler ran past its soft time limit of {kind.soft_time_limit} s", tb
             )
         except Exception as exc:
-            failure = services.AttemptFailure(*_describe(exc))
+            failure = lifecycle.AttemptFailure(*_describe(exc))
         else:
-            with broker.batched_writes():  # the finish's Redis writes in one round trip
+            with platform_redis.batched_writes():  # the finish's Redis writes in one round trip
                 metrics.observe("job_duration", f"{claim.kind}|succeeded", time.monotonic() - started)
-                succeeded = services.job_succeed(claim=claim, result=result)
+                succeeded = lifecycle.job_succeed(claim=claim, result=result)
             if succeeded:
                 logger.info("job %s (%s): succeeded on attempt %s", job_id, claim.kind, claim.attempt)
                 return "succeeded"
             logger.warning("job %s (%s): finished after losing its lease; result not recorded", job_id, claim.kind)
             return "stale"
-        with broker.batched_writes():
+        with platform_redis.batched_writes():
             metrics.observe("job_duration", f"{claim.kind}|failed", time.monotonic() - started)
-            status = services.job_fail_attempt(claim=claim, failure=failure)
+            status = lifecycle.job_fail_attempt(claim=claim, failure=failure)
         # The client's bad input is not the platform's error: a warning, like a retry.
         client_fault = failure.error_type == CLIENT_ERROR_TYPE
         log = logger.warning if status in ("retrying", "cancelled") or client_fault else logger.error
@@ -305,7 +306,7 @@ def _pass_gates(kind: Kind, job_id: str) -> str | None:
 
 def _defer(job_id: str, kind: Kind, seconds: float, why: str) -> None:
     seconds = min(max(seconds, 0.05), settings.JOB_DEFER_MAX_SECONDS)
-    if services.job_defer(job_id=job_id, seconds=seconds):
+    if lifecycle.job_defer(job_id=job_id, seconds=seconds):
         logger.info("job %s (%s): at its %s; deferred %.2f s", job_id, kind.name, why, seconds)
 
 

@@ -18,8 +18,9 @@ from celery.signals import celeryd_init, setup_logging, worker_process_init, wor
 from celery.worker.request import Request  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
+from apps.core import redis as platform_redis  # noqa: E402
 from apps.deadletters.monitor import dead_letters_monitor  # noqa: E402
-from apps.jobs import broker, services  # noqa: E402
+from apps.jobs import lifecycle  # noqa: E402
 from apps.jobs.operations import bulk_operations_advance  # noqa: E402
 from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
 from apps.jobs.registry import registry  # noqa: E402
@@ -45,24 +46,24 @@ def use_django_logging(**kwargs: object) -> None:
 @celeryd_init.connect(dispatch_uid="workers.transport")
 def use_shared_client_transport(conf: Any = None, **kwargs: Any) -> None:
     """The worker's broker connections use kombu's Redis transport with one client per
-    channel (apps.jobs.transport). Only the worker: Flower tells brokers apart by the URL's
+    channel (workers.transport). Only the worker: Flower tells brokers apart by the URL's
     scheme, which a transport named by its class path would change. Only for redis://: a
     sentinel:// broker keeps kombu's SentinelTransport, whose channels ask the sentinels for
-    the master on every new connection; apps.jobs.transport builds on the plain channel."""
+    the master on every new connection; workers.transport builds on the plain channel."""
     if conf is not None and str(conf.broker_url or "").startswith("redis://"):
-        conf.broker_transport = "apps.jobs.transport:Transport"
+        conf.broker_transport = "workers.transport:Transport"
 
 
 @worker_process_init.connect(dispatch_uid="workers.write_behind.start")
 def start_write_behind(**kwargs: object) -> None:
     """A pool process sends its metrics and doorbells from a background thread, so a job's
-    process is free for the next job while they travel (apps.jobs.broker)."""
-    broker.write_behind_start()
+    process is free for the next job while they travel (apps.core.redis)."""
+    platform_redis.write_behind_start()
 
 
 @worker_process_shutdown.connect(dispatch_uid="workers.write_behind.stop")
 def stop_write_behind(**kwargs: object) -> None:
-    broker.write_behind_stop()
+    platform_redis.write_behind_stop()
 
 
 class JobRequest(Request):
@@ -70,7 +71,7 @@ class JobRequest(Request):
         """Runs in the worker's main process. At the hard limit the child that ran the job
         is killed; record that attempt's end now rather than when its lease expires. Only that
         attempt's: its lease token is rebuilt from what this request knows (its task id, the
-        worker's name, the child's pid; see services.lease_seed), so a newer attempt of the
+        worker's name, the child's pid; see lifecycle.lease_seed), so a newer attempt of the
         same job, claimed by another child after this one's lease expired, is left alone."""
         super().on_timeout(soft, timeout)
         if soft or not self.args:
@@ -78,8 +79,8 @@ class JobRequest(Request):
         try:
             close_old_connections()
             # The same worker name run_job reads from its task's request.
-            seed = services.lease_seed(task_id=self.id, worker=self.hostname or "worker", pid=self.worker_pid)
-            status = services.job_attempt_timed_out(job_id=str(self.args[0]), seed=seed, limit=timeout)
+            seed = lifecycle.lease_seed(task_id=self.id, worker=self.hostname or "worker", pid=self.worker_pid)
+            status = lifecycle.job_attempt_timed_out(job_id=str(self.args[0]), seed=seed, limit=timeout)
             logger.warning("job %s (%s): killed at its hard time limit; job is now %s", self.args[0], self.name, status)
         except Exception:
             logger.exception("job %s: could not record its hard time limit; its lease will expire", self.args[0])

@@ -3,7 +3,7 @@
 Django's RedisCache opens each `;`-separated part of its LOCATION as a Redis server, so a
 sentinel:// URL would make it talk to the sentinels as if they were the cache. Here a
 sentinel:// LOCATION gets a client on the master the sentinels name instead, built as the
-platform's own client is (apps.jobs.broker.redis_client_for), so the cache follows a failover
+platform's own client is (apps.core.redis.redis_client_for), so the cache follows a failover
 too. Any other URL is Django's backend unchanged."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.core.cache.backends.redis import RedisCacheClient
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from apps.jobs.broker import redis_client_for, sentinel_url_parse
+from apps.core.redis import redis_client_for, sentinel_url_parse
 
 
 class SentinelRedisCacheClient(RedisCacheClient):

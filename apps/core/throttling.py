@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from rest_framework.throttling import UserRateThrottle
 
-from apps.jobs.broker import redis_client
+from apps.core.redis import key, redis_client
 
 if TYPE_CHECKING:  # rest_framework.views imports the throttle classes at import time
     from rest_framework.request import Request
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # rest_framework.views imports the throttle classes at import
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "jobplatform:throttle:"
+KEY_PREFIX = key("throttle:")
 
 
 class ClientRateThrottle(UserRateThrottle):

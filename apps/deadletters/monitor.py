@@ -14,15 +14,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.alerts import notify
+from apps.core.redis import key, redis_client
 from apps.deadletters.models import DeadLetter
 from apps.deadletters.selectors import dead_letter_stats
-from apps.jobs.broker import redis_client
 from apps.jobs.publish import DEAD_LETTER_QUEUE, dead_letter_publish_rollback_unsafe
 from apps.jobs.registry import CLIENT_ERROR_TYPE
 
 logger = logging.getLogger("apps.deadletters.monitor")
 
-DEPTH_ALERT_KEY = "jobplatform:dead-letter-depth-alerted"
+DEPTH_ALERT_KEY = key("dead-letter-depth-alerted")
 MIRROR_LIMIT = 10_000
 
 

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
-import time
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.db import connection
-from django.http import HttpResponseNotModified
 from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -23,9 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.errors import InvalidInput, NotFound
-from apps.jobs import notify, selectors, services
-from apps.jobs.models import TERMINAL_STATUSES, JobStatus
+from apps.core.errors import InvalidInput
+from apps.jobs import lifecycle, notify, polling, selectors
 from apps.jobs.registry import registry
 from apps.jobs.serializers import (
     BATCH_MAX_JOBS,
@@ -142,10 +132,10 @@ class JobListCreateApi(APIView):
         key = request.headers.get("Idempotency-Key")
         headers: dict[str, str] = {}
         if key is None:
-            job = services.job_submit(owner=request.user, request_id=_request_id(request), from_client=True, **spec)
+            job = lifecycle.job_submit(owner=request.user, request_id=_request_id(request), from_client=True, **spec)
             code = status.HTTP_202_ACCEPTED
         else:
-            submission = services.job_submit_idempotent(
+            submission = lifecycle.job_submit_idempotent(
                 owner=request.user, idempotency_key=key, request_id=_request_id(request), from_client=True, **spec
             )
             job, code = submission.job, submission.status_code
@@ -217,130 +207,14 @@ class JobBatchSubmitApi(APIView):
                     details=_batch_errors(data.errors),
                 )
             specs = data.validated_data["jobs"]
-        jobs = services.job_submit_batch(
+        jobs = lifecycle.job_submit_batch(
             owner=request.user, jobs=specs, request_id=_request_id(request), from_client=True
         )
         body = {"jobs": JobOutput(jobs, many=True, context={"request": request}).data}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-# --- one job: conditional GET, Retry-After, long poll --------------------------------------
-
-
-@dataclass(frozen=True)
-class _JobVersion:
-    """What the validator is made of: cheap to read, without the payload or the result."""
-
-    job_id: str
-    updated_at: datetime
-    status: str
-    run_at: datetime | None
-
-    @property
-    def etag(self) -> str:
-        # Weak: the body also carries links built from the request's host, so two answers with
-        # one tag are equivalent, not byte-identical. Any write that a client can see moves
-        # updated_at (auto_now, or set by the services' updates), and the status is the
-        # validator's reason to exist, so it is in too.
-        raw = f"{self.job_id}|{self.updated_at.isoformat()}|{self.status}"
-        return f'W/"{hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()}"'
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-def _job_version(*, owner: Any, job_id: object) -> _JobVersion:
-    row = (
-        selectors.job_list(owner=owner)
-        .filter(id=job_id)
-        .order_by()
-        .values_list("updated_at", "status", "run_at")
-        .first()
-    )
-    if row is None:
-        raise NotFound("No such job.", code="job_not_found")
-    return _JobVersion(str(job_id), *row)
-
-
-def _if_none_match(request: Request) -> set[str]:
-    """The entity tags of If-None-Match, compared weakly (RFC 9110 13.1.2): W/ is dropped."""
-    header = request.headers.get("If-None-Match", "")
-    tags = set()
-    for part in header.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag:
-            tags.add(tag)
-    return tags
-
-
-def _matches(tags: set[str], etag: str) -> bool:
-    return "*" in tags or etag.removeprefix("W/") in tags
-
-
-def _wait_seconds(request: Request) -> float:
-    raw = request.query_params.get("wait")
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or not 0 <= seconds <= notify.WAIT_MAX_SECONDS:
-        raise InvalidInput(
-            f"wait must be a number of seconds from 0 to {notify.WAIT_MAX_SECONDS}; got {raw[:50]!r}.",
-            code="invalid_wait",
-            details={"max_seconds": notify.WAIT_MAX_SECONDS},
-        )
-    return seconds
-
-
-def _retry_after(version: _JobVersion) -> int | None:
-    """When to poll again: soon while queued or running; when due while waiting for run_at
-    (scheduled, or retrying after a backoff); bounded by RETRY_AFTER_MAX_SECONDS."""
-    if version.terminal:
-        return None
-    if version.status in (JobStatus.QUEUED, JobStatus.RETRYING) and version.run_at is not None:
-        due_in = (version.run_at - timezone.now()).total_seconds()
-        return max(1, min(settings.RETRY_AFTER_MAX_SECONDS, math.ceil(due_in)))
-    return 1
-
-
-def _release_database_connection() -> None:
-    """A long poll waits without a database connection: close it (it reopens on the next
-    query). Inside a transaction (ATOMIC_REQUESTS, tests) closing would break it; keep it."""
-    if not connection.in_atomic_block:
-        connection.close()
-
-
-def _wait_for_change(*, owner: Any, job_id: object, seconds: float, tags: set[str]) -> _JobVersion:
-    """Hold the request until the job differs from what the client has (its If-None-Match,
-    or the state when the request arrived), the job ends, or `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    with notify.JobWaiter(job_id) as waiter:
-        version = _job_version(owner=owner, job_id=job_id)  # after subscribing: no ring is missed
-        baseline = tags or {version.etag.removeprefix("W/")}
-        while waiter.active and not version.terminal and _matches(baseline, version.etag):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            _release_database_connection()
-            rang = waiter.wait(remaining)
-            # Read again even at the deadline: progress moves the tag without ringing.
-            version = _job_version(owner=owner, job_id=job_id)
-            if not rang:
-                break
-    return version
-
-
-def _polling_headers(version: _JobVersion) -> dict[str, str]:
-    headers = {"ETag": version.etag, "Cache-Control": "private, no-cache"}
-    retry_after = _retry_after(version)
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    return headers
+# --- one job: conditional GET, Retry-After, long poll (apps.jobs.polling) ----------------
 
 
 class JobDetailApi(APIView):
@@ -373,21 +247,12 @@ class JobDetailApi(APIView):
         ],
     )
     def get(self, request: Request, job_id: str) -> Any:
-        wait = _wait_seconds(request)
-        tags = _if_none_match(request)
-        version: _JobVersion | None = None
-        if wait > 0:
-            version = _wait_for_change(owner=request.user, job_id=job_id, seconds=wait, tags=tags)
-        elif tags:
-            version = _job_version(owner=request.user, job_id=job_id)
-        if version is not None and tags and _matches(tags, version.etag):
-            response = HttpResponseNotModified()
-            for name, value in _polling_headers(version).items():
-                response[name] = value
-            return response
+        not_modified = polling.not_modified(request, job_id=job_id)
+        if not_modified is not None:
+            return not_modified
         job = selectors.job_get(owner=request.user, job_id=job_id, max_json_chars=JOB_FIELD_MAX_CHARS)
-        version = _JobVersion(str(job.id), job.updated_at, job.status, job.run_at)
-        return Response(JobDetailOutput(job, context={"request": request}).data, headers=_polling_headers(version))
+        headers = polling.headers(polling.JobVersion.of(job))
+        return Response(JobDetailOutput(job, context={"request": request}).data, headers=headers)
 
 
 class JobCancelApi(APIView):
@@ -401,7 +266,7 @@ class JobCancelApi(APIView):
     )
     def post(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(owner=request.user, job_id=job_id)
-        job = services.job_cancel(job=job)
+        job = lifecycle.job_cancel(job=job)
         return Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from redis.commands.core import Script
 
-from apps.jobs.broker import redis_client
+from apps.core.redis import key as redis_key
+from apps.core.redis import redis_client
 
 DRAIN_WINDOW_SECONDS = 60
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
@@ -80,7 +81,7 @@ class AdmissionFigures:
 
 
 def in_flight_key(owner_id: object) -> str:
-    return f"jobplatform:in-flight:{owner_id}"
+    return redis_key(f"in-flight:{owner_id}")
 
 
 def admission_reserve(
@@ -112,7 +113,7 @@ def admission_reserve(
 
 
 def drain_key(queue: str, now: float | None = None) -> str:
-    return f"jobplatform:drain:{queue}:{int(now if now is not None else time.time())}"
+    return redis_key(f"drain:{queue}:{int(now if now is not None else time.time())}")
 
 
 def record_drain(queue: str, now: float | None = None) -> None:
@@ -127,7 +128,7 @@ def record_drain(queue: str, now: float | None = None) -> None:
 def drain_rate(queue: str, now: float | None = None) -> float:
     """Jobs per second taken from `queue` over the last minute."""
     second = int(now if now is not None else time.time())
-    keys = [f"jobplatform:drain:{queue}:{s}" for s in range(second - DRAIN_WINDOW_SECONDS, second)]
+    keys = [redis_key(f"drain:{queue}:{s}") for s in range(second - DRAIN_WINDOW_SECONDS, second)]
     counts = redis_client().mget(keys)
     return sum(int(c) for c in counts if c) / DRAIN_WINDOW_SECONDS
 
@@ -153,7 +154,7 @@ class Gate:
 def concurrency_acquire(kind: str, limit: int, *, lease_seconds: float) -> Gate:
     """Take one of `limit` slots for a kind, held in a sorted set scored by expiry, so a slot
     whose worker died frees itself when its lease would have expired."""
-    key = f"jobplatform:concurrency:{kind}"
+    key = redis_key(f"concurrency:{kind}")
     token = uuid.uuid4().hex
     now = time.time()
     script = redis_client().register_script(_ACQUIRE)
@@ -163,18 +164,18 @@ def concurrency_acquire(kind: str, limit: int, *, lease_seconds: float) -> Gate:
 
 
 def concurrency_renew(kind: str, token: str, *, lease_seconds: float) -> None:
-    redis_client().zadd(f"jobplatform:concurrency:{kind}", {token: time.time() + lease_seconds}, xx=True)
+    redis_client().zadd(redis_key(f"concurrency:{kind}"), {token: time.time() + lease_seconds}, xx=True)
 
 
 def concurrency_release(kind: str, token: str) -> None:
-    redis_client().zrem(f"jobplatform:concurrency:{kind}", token)
+    redis_client().zrem(redis_key(f"concurrency:{kind}"), token)
 
 
 def rate_acquire(kind: str, rate: str) -> Gate:
     """A token bucket per kind: `rate` starts per period, in bursts of at most one period's."""
     count, period = parse_rate(rate)
     script = redis_client().register_script(_BUCKET)
-    wait = float(script(keys=[f"jobplatform:rate:{kind}"], args=[time.time(), count, period]))
+    wait = float(script(keys=[redis_key(f"rate:{kind}")], args=[time.time(), count, period]))
     return Gate(True) if wait <= 0 else Gate(False, retry_in=wait)
 
 

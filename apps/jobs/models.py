@@ -68,7 +68,7 @@ class Job(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     request_id = models.CharField(max_length=64, blank=True, default="")
-    # Receives a signed POST when the job ends (apps.webhooks).
+    # Receives a signed POST when the job ends (the webhooks layer, on job_finishing).
     callback_url = models.URLField(max_length=2000, blank=True, default="")
 
     class Meta:

@@ -21,14 +21,15 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from apps.jobs import broker
+from apps.core import redis as platform_redis
+from apps.core.redis import key
 
 logger = logging.getLogger(__name__)
 
 # The longest a client may ask to wait (`?wait=N`); well under gunicorn's 60 s timeout.
 WAIT_MAX_SECONDS = 30
 
-_CHANNEL = "jobplatform:job:{}"
+_CHANNEL = key("job:{}")
 
 
 def job_channel(job_id: object) -> str:
@@ -38,7 +39,7 @@ def job_channel(job_id: object) -> str:
 def redis_client() -> redis.Redis:
     """The broker's fail-fast client (no retries with backoff), so an unreachable Redis costs a
     claim or a long poll milliseconds, not seconds."""
-    return broker.redis_client()
+    return platform_redis.redis_client()
 
 
 # --- publishing --------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def jobs_changed_publish(job_ids: Iterable[object]) -> None:
 
     # In a worker this joins the job's other writes in one round trip (broker.batched_writes);
     # a Redis error is logged there, never raised.
-    broker.write(command)
+    platform_redis.write(command)
 
 
 # Receivers for apps.jobs.signals (connected in JobsConfig.ready). Each signal is sent after

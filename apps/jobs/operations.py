@@ -1,24 +1,25 @@
 """What admins do to jobs one at a time or by the ten thousand: retry, cancel, and the
-background runner for "everything matching this filter" (BulkOperation)."""
+background runner for "everything matching this filter" (BulkOperation). Other apps add
+targets of their own (the dead letters: redrive, discard) with bulk_target_register."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import QueryDict
 from django.test import RequestFactory
 from django.utils import timezone
 
 from apps.core.errors import Conflict
-from apps.deadletters import services as dead_letter_services
-from apps.deadletters.models import DeadLetter
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import BulkOperation, Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -27,19 +28,13 @@ CHUNK = 500
 
 
 def job_retry(*, job_id: Any, actor: str = "") -> bool:
-    """Run a failed or cancelled job again with a fresh allowance of attempts. A failed job
-    goes through its dead letter (redrive), so the letter is closed too."""
-    letter = DeadLetter.objects.filter(job_id=job_id, state=DeadLetter.State.OPEN).values_list("pk", flat=True).first()
-    if letter is not None:
-        try:
-            return dead_letter_services.dead_letter_redrive(letter_id=letter, actor=actor).changed
-        except Conflict:
-            return False
+    """Run a failed or cancelled job again with a fresh allowance of attempts. A failed job's
+    open dead letter is closed as redriven in the same transaction (job_requeued)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             return False
-        services.job_requeue_fresh(job=job)
+        lifecycle.job_requeue_fresh(job=job, actor=actor)
     logger.info("job %s (%s) retried by %s", job.id, job.kind, actor or "?")
     return True
 
@@ -49,27 +44,50 @@ def job_cancel_by_id(*, job_id: Any) -> bool:
     if job is None:
         return False
     try:
-        services.job_cancel(job=job)
+        lifecycle.job_cancel(job=job)
     except Conflict:
         return False
     return True
 
 
+@dataclass(frozen=True)
+class BulkTarget:
+    """What a bulk operation can act on: the model whose admin changelist selects the rows,
+    and each action as a function of (primary key, actor) that says whether it changed
+    anything."""
+
+    model: type[Model]
+    actions: dict[str, Callable[[Any, str], bool]]
+
+
+_targets: dict[str, BulkTarget] = {}
+
+
+def bulk_target_register(name: str, target: BulkTarget) -> None:
+    """Let bulk operations act on `name` (an app's AppConfig.ready calls it)."""
+    _targets[name] = target
+
+
+bulk_target_register(
+    "jobs",
+    BulkTarget(
+        model=Job,
+        actions={
+            BulkOperation.Action.RETRY: lambda pk, actor: job_retry(job_id=pk, actor=actor),
+            BulkOperation.Action.CANCEL: lambda pk, actor: job_cancel_by_id(job_id=pk),
+        },
+    ),
+)
+
+
 def _apply(action: str, target: str, pk: Any, actor: str) -> bool:
-    if target == "jobs":
-        if action == BulkOperation.Action.RETRY:
-            return job_retry(job_id=pk, actor=actor)
-        if action == BulkOperation.Action.CANCEL:
-            return job_cancel_by_id(job_id=pk)
-    else:
-        try:
-            if action == BulkOperation.Action.REDRIVE:
-                return dead_letter_services.dead_letter_redrive(letter_id=pk, actor=actor).changed
-            if action == BulkOperation.Action.DISCARD:
-                return dead_letter_services.dead_letter_discard(letter_id=pk, actor=actor).changed
-        except Conflict:
-            return False
-    raise ValueError(f"no action {action} on {target}")
+    act = _targets[target].actions.get(action) if target in _targets else None
+    if act is None:
+        raise ValueError(f"no action {action} on {target}")
+    try:
+        return act(pk, actor)
+    except Conflict:
+        return False
 
 
 def apply_many(*, action: str, target: str, pks: list[Any], actor: str) -> int:
@@ -85,7 +103,7 @@ def bulk_operation_start(*, action: str, target: str, filters: str, actor: str) 
 def _matching(operation: BulkOperation) -> QuerySet:
     """The rows the admin's changelist showed with these filters and search, found by the
     same ModelAdmin, so the background run acts on exactly what the admin saw."""
-    model = Job if operation.target == "jobs" else DeadLetter
+    model = _targets[operation.target].model
     model_admin = admin.site._registry[model]
     request = RequestFactory().get("/", QueryDict(operation.filters))
     User = get_user_model()

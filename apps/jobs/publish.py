@@ -9,7 +9,7 @@ import functools
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from celery.events import Event
 from celery.utils.time import utcoffset
@@ -21,6 +21,9 @@ from kombu.utils.uuid import uuid
 from apps.core.db import prepared_cursor
 from config.celery import app as celery_app
 
+if TYPE_CHECKING:
+    from apps.jobs.models import Job
+
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_QUEUE = "dead_letter"
@@ -30,6 +33,25 @@ DEAD_LETTER_TASK = "platform.dead_letter"
 # once Redis answers again. Blocking the request for Celery's default retries helps no one.
 _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 _CONNECT_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+class JobMessage(NamedTuple):
+    """What the broker's message for a job carries and where it goes."""
+
+    id: str
+    kind: str
+    queue: str
+    request_id: str
+
+    @classmethod
+    def of(cls, job: Job) -> JobMessage:
+        return cls(str(job.id), job.kind, job.queue, job.request_id)
+
+    @classmethod
+    def row(cls, row: tuple[Any, str, str, str]) -> JobMessage:
+        """From a values_list("id", "kind", "queue", "request_id") row."""
+        job_id, kind, queue, request_id = row
+        return cls(str(job_id), kind, queue, request_id)
 
 
 class _Messages:
@@ -93,7 +115,7 @@ def _events() -> Any:
     return _event_dispatcher
 
 
-def _publish_all(batch: list[tuple[str, str, str, str]]) -> None:
+def _publish_all(batch: list[JobMessage]) -> None:
     """Publish every job through one producer: all the messages reach the broker, or this
     raises. With sent events on (Flower), each job's `task-sent` event goes too."""
     with celery_app.producer_or_acquire() as producer:
@@ -119,7 +141,7 @@ def _task_sent_event(events: Any, sent_event: dict[str, Any], queue: str) -> dic
     )
 
 
-def _publish_kombu_batch(producer: Any, batch: list[tuple[str, str, str, str]]) -> None:
+def _publish_kombu_batch(producer: Any, batch: list[JobMessage]) -> None:
     """Any transport: kombu's Producer.publish for each message, in one kombu batch."""
     messages = _Messages()
     events = _events() if messages.send_events else None
@@ -173,14 +195,14 @@ def _redis_envelope(payload: Any, headers: dict[str, Any], properties: dict[str,
     )
 
 
-def _publish_redis_pipeline(producer: Any, batch: list[tuple[str, str, str, str]]) -> None:
+def _publish_redis_pipeline(producer: Any, batch: list[JobMessage]) -> None:
     """Redis: the messages kombu would write, written in one pipeline. Producer.publish costs
     about 40 us of Python per message (two per job with sent events); this a third of that.
     tests/unit/test_batch.py holds these messages and events equal to Celery's own."""
     messages = _Messages()
     events = _events() if messages.send_events else None
     channel = producer.channel
-    for queue in {queue for _, _, queue, _ in batch}:
+    for queue in {message.queue for message in batch}:
         producer.maybe_declare(messages.amqp.queues[queue])
     if events is not None:
         producer.maybe_declare(events.exchange)
@@ -198,11 +220,11 @@ def _publish_redis_pipeline(producer: Any, batch: list[tuple[str, str, str, str]
     pipe.execute()
 
 
-def publish_jobs_rollback_unsafe(jobs: Iterable[tuple[str, str, str, str]]) -> list[str]:
-    """Publish (id, kind, queue, request_id) now and mark them published; returns the ids
+def publish_jobs_rollback_unsafe(jobs: Iterable[JobMessage | tuple[Any, str, str, str]]) -> list[str]:
+    """Publish the jobs' messages now and mark them published; returns the ids
     that reached the broker. Unsafe inside a transaction that may still roll back: a worker
     could receive a job that never existed. Use `job_publish_on_commit` there."""
-    batch = list(jobs)
+    batch = [message if type(message) is JobMessage else JobMessage.row(message) for message in jobs]
     if not batch:
         return []
     try:
@@ -213,12 +235,12 @@ def publish_jobs_rollback_unsafe(jobs: Iterable[tuple[str, str, str, str]]) -> l
         logger.warning(
             "could not publish %d job(s) (first %s, %s): %s; the relay will publish them",
             len(batch),
-            batch[0][0],
-            batch[0][1],
+            batch[0].id,
+            batch[0].kind,
             exc,
         )
         return []
-    sent = [str(job_id) for job_id, *_ in batch]
+    sent = [message.id for message in batch]
     _mark_published(sent)
     return sent
 
@@ -233,13 +255,16 @@ def _mark_published(job_ids: list[str]) -> None:
         Job.objects.filter(id__in=job_ids, published_at__isnull=True).update(published_at=timezone.now())
         return
     with prepared_cursor() as cursor:
-        cursor.execute(_MARK_PUBLISHED, [timezone.now(), job_ids])
+        cursor.execute(_mark_published_sql(Job._meta.db_table), [timezone.now(), job_ids])
 
 
-_MARK_PUBLISHED = 'UPDATE "jobs_job" SET "published_at" = %s WHERE "id" = ANY(%s::uuid[]) AND "published_at" IS NULL'
+@functools.cache
+def _mark_published_sql(table: str) -> str:
+    q = connection.ops.quote_name
+    return f'UPDATE {q(table)} SET "published_at" = %s WHERE "id" = ANY(%s::uuid[]) AND "published_at" IS NULL'
 
 
-def job_publish_on_commit(jobs: Iterable[tuple[str, str, str, str]]) -> None:
+def job_publish_on_commit(jobs: Iterable[JobMessage]) -> None:
     """Publish after the surrounding transaction commits (immediately when there is none)."""
     batch = list(jobs)
     if batch:

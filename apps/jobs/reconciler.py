@@ -15,16 +15,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.db import connections_reopen_if_broken
-from apps.jobs.broker import redis_client
+from apps.core.redis import key, redis_client
+from apps.jobs.lifecycle import AttemptFailure, job_after_failed_attempt, record_lost_attempt
 from apps.jobs.models import Job, JobAttempt, JobStatus
-from apps.jobs.publish import publish_jobs_rollback_unsafe
-from apps.jobs.services import AttemptFailure, _after_failed_attempt, record_lost_attempt
+from apps.jobs.publish import JobMessage, publish_jobs_rollback_unsafe
 
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
 # Called first inside each transaction the leader's sweep writes in; raises when this process
-# no longer leads the control loop (beat passes apps.ops.control's fence).
+# no longer leads the control loop (beat passes the leader election's fence).
 Fence = Callable[[], None]
 
 
@@ -34,7 +34,7 @@ def _unfenced() -> None:
 
 # A key the reconciler keeps in Redis. When it is gone, Redis lost its data (a restart
 # without persistence, a flush, a failover to an empty replica) and took our messages along.
-BROKER_SENTINEL_KEY = "jobplatform:broker-sentinel"
+BROKER_SENTINEL_KEY = key("broker-sentinel")
 
 
 def jobs_promote_due(*, now: datetime, fence: Fence = _unfenced) -> int:
@@ -56,7 +56,7 @@ def jobs_relay_unpublished(*, now: datetime) -> int:
         .order_by("created_at")
         .values_list("id", "kind", "queue", "request_id")[:BATCH]
     )
-    return len(publish_jobs_rollback_unsafe([(str(i), k, q, r) for i, k, q, r in due]))
+    return len(publish_jobs_rollback_unsafe([JobMessage.row(row) for row in due]))
 
 
 def jobs_expire_leases(*, now: datetime, fence: Fence = _unfenced) -> int:
@@ -75,7 +75,7 @@ def jobs_expire_leases(*, now: datetime, fence: Fence = _unfenced) -> int:
             record_lost_attempt(
                 job=job, now=now, outcome=JobAttempt.Outcome.LOST, error_type="WorkerLost", error_message=message
             )
-            status = _after_failed_attempt(job, now, AttemptFailure("WorkerLost", message))
+            status = job_after_failed_attempt(job=job, now=now, failure=AttemptFailure("WorkerLost", message))
             logger.warning("job %s (%s): lease expired on attempt %s; now %s", job.id, job.kind, job.attempts, status)
             recovered += 1
     return recovered
@@ -96,7 +96,7 @@ def jobs_repair_broker_loss() -> int:
         rows = list(page.order_by("id").values_list("id", "kind", "queue", "request_id")[:BATCH])
         if not rows:
             break
-        sent = publish_jobs_rollback_unsafe([(str(i), k, q, r) for i, k, q, r in rows])
+        sent = publish_jobs_rollback_unsafe([JobMessage.row(row) for row in rows])
         republished += len(sent)
         if len(sent) < len(rows):
             # Redis went away again mid-repair: forget the sentinel so the next sweep redoes it.

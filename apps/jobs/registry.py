@@ -53,7 +53,7 @@ class ClientError(PermanentError):
     upload that is gone). Permanent like its parent, and recorded as `ClientError` whatever the
     subclass, so its message reaches the client as written: say what is wrong with the input,
     never an object's repr or a path. Its dead letter counts in the depth but pages nobody by
-    itself (apps.deadletters.monitor): one client's bad files are not an operator's incident."""
+    itself (the dead-letter monitor): one client's bad files are not an operator's incident."""
 
 
 # The error_type a ClientError is recorded under (workers.runtime); the monitor reads it.
@@ -123,6 +123,12 @@ class Kind:
         errors = sorted(self.validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
         return [{"path": "/".join(str(p) for p in e.absolute_path) or "(root)", "message": e.message} for e in errors]
 
+    def retry_bounds(self) -> tuple[float, float]:
+        """(base, cap) of the backoff between attempts: the kind's own, or the settings'."""
+        base = self.retry_base_seconds if self.retry_base_seconds is not None else settings.JOB_RETRY_BASE_SECONDS
+        cap = self.retry_max_seconds if self.retry_max_seconds is not None else settings.JOB_RETRY_MAX_SECONDS
+        return base, cap
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -136,12 +142,8 @@ class Kind:
             "rate_limit": self.rate_limit,
             "concurrency": self.concurrency,
             "retry": {
-                "base_seconds": (
-                    self.retry_base_seconds if self.retry_base_seconds is not None else settings.JOB_RETRY_BASE_SECONDS
-                ),
-                "max_seconds": (
-                    self.retry_max_seconds if self.retry_max_seconds is not None else settings.JOB_RETRY_MAX_SECONDS
-                ),
+                "base_seconds": self.retry_bounds()[0],
+                "max_seconds": self.retry_bounds()[1],
                 "backoff": "exponential with jitter",
             },
         }

@@ -1,6 +1,7 @@
 """Pruning, run by beat every PRUNE_INTERVAL_SECONDS: expired idempotency keys, finished
-jobs (with their attempts and steps) and resolved dead letters past their retention. Each
-step deletes in small batches by primary key, so no statement locks a table for long.
+jobs (with their attempts and steps) past their retention, and what the layers above
+register (the dead letters prune their resolved letters, and keep a job with an open letter
+from being pruned). Each step deletes in small batches by primary key, so no statement locks a table for long.
 
 A batch's ids are read first and deleted after, and a row may change in between: a failed
 job redriven, a retried one queued again. So the DELETE carries the conditions that made the
@@ -11,42 +12,54 @@ qualifying is left alone, never deleted half-way through being run again."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connections, models, transaction
-from django.db.models import Exists, OuterRef, QuerySet, sql
+from django.db.models import QuerySet, sql
 from django.utils import timezone
 
-from apps.deadletters.models import DeadLetter
+from apps.jobs.lifecycle import idempotency_keys_prune
 from apps.jobs.models import TERMINAL_STATUSES, Job
-from apps.jobs.services import idempotency_keys_prune
 
 logger = logging.getLogger(__name__)
 
+# Conditions (expressions on a Job row, such as Exists(...OuterRef("pk")...)) under which a
+# finished job is kept past its retention; registered by the layers above.
+_keep_conditions: list[Callable[[], Any]] = []
+# (name, prune(now=, batch=) -> rows deleted), run after the jobs, in registration order.
+_pruners: list[tuple[str, Callable[..., int]]] = []
+
+
+def job_keep_while(condition: Callable[[], Any]) -> None:
+    """Never prune a finished job while `condition()` holds for it (an AppConfig.ready calls
+    this; the dead letters keep a job whose letter is open)."""
+    if condition not in _keep_conditions:
+        _keep_conditions.append(condition)
+
+
+def pruner_register(name: str, prune_step: Callable[..., int]) -> None:
+    """Run `prune_step(now=..., batch=...)` in every pruning sweep, its figure under `name`."""
+    if all(existing != name for existing, _ in _pruners):
+        _pruners.append((name, prune_step))
+
 
 def _prunable_jobs(cutoff: datetime) -> QuerySet[Job]:
-    """Finished before `cutoff`, and no open dead letter (that one waits for staff)."""
-    open_letter = DeadLetter.objects.filter(job_id=OuterRef("pk"), state=DeadLetter.State.OPEN)
-    return Job.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff).exclude(Exists(open_letter))
-
-
-def _prunable_letters(cutoff: datetime) -> QuerySet[DeadLetter]:
-    """Redriven or discarded before `cutoff`."""
-    return DeadLetter.objects.exclude(state=DeadLetter.State.OPEN).filter(resolved_at__lt=cutoff)
+    """Finished before `cutoff`, and kept by no layer above (an open dead letter waits for staff)."""
+    jobs = Job.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
+    for condition in _keep_conditions:
+        jobs = jobs.exclude(condition())
+    return jobs
 
 
 def _job_ids_to_prune(cutoff: datetime, batch: int) -> list[Any]:
     return list(_prunable_jobs(cutoff).values_list("pk", flat=True)[:batch])
 
 
-def _letter_ids_to_prune(cutoff: datetime, batch: int) -> list[Any]:
-    return list(_prunable_letters(cutoff).values_list("pk", flat=True)[:batch])
-
-
 def jobs_prune_finished(*, now: datetime, batch: int, max_batches: int = 20) -> int:
-    """Finished jobs older than JOB_RETENTION_DAYS; never one with an open dead letter."""
+    """Finished jobs older than JOB_RETENTION_DAYS; never one a layer above keeps."""
     cutoff = now - timedelta(days=settings.JOB_RETENTION_DAYS)
     deleted = 0
     for _ in range(max_batches):
@@ -54,18 +67,11 @@ def jobs_prune_finished(*, now: datetime, batch: int, max_batches: int = 20) -> 
         if not ids:
             break
         # An id that stopped qualifying is not deleted, and is not selected again either.
-        deleted += _delete_where(_prunable_jobs(cutoff).filter(pk__in=ids))
+        deleted += delete_where(_prunable_jobs(cutoff).filter(pk__in=ids))
     return deleted
 
 
-def dead_letters_prune_resolved(*, now: datetime, batch: int) -> int:
-    """Redriven or discarded letters older than DEAD_LETTER_RETENTION_DAYS."""
-    cutoff = now - timedelta(days=settings.DEAD_LETTER_RETENTION_DAYS)
-    ids = _letter_ids_to_prune(cutoff, batch)
-    return _delete_where(_prunable_letters(cutoff).filter(pk__in=ids)) if ids else 0
-
-
-def _delete_where(queryset: QuerySet[Any]) -> int:
+def delete_where(queryset: QuerySet[Any]) -> int:
     """Delete the rows `queryset` selects with one DELETE whose WHERE is the queryset's own,
     then what references them. Returns how many of the queryset's rows were deleted.
 
@@ -113,8 +119,9 @@ def prune(*, now: datetime | None = None) -> dict[str, int]:
     figures = {
         "idempotency_keys": idempotency_keys_prune(now=now, batch=batch),
         "jobs": jobs_prune_finished(now=now, batch=batch),
-        "dead_letters": dead_letters_prune_resolved(now=now, batch=batch),
     }
+    for name, prune_step in _pruners:
+        figures[name] = prune_step(now=now, batch=batch)
     if any(figures.values()):
         logger.info("pruned %s", figures)
     return figures

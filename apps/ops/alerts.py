@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.alerts import notify
-from apps.jobs.broker import redis_client
+from apps.core.redis import key, redis_client
 from apps.ops.metrics import QUEUES
 from apps.ops.selectors import oldest_waiting_seconds
 
@@ -28,7 +28,7 @@ def queues_monitor(*, now: datetime | None = None) -> dict[str, int]:
         if age <= threshold:
             continue
         if not redis_client().set(
-            f"jobplatform:queue-age-alerted:{queue}", now.isoformat(), nx=True, ex=settings.ALERT_REPEAT_SECONDS
+            key(f"queue-age-alerted:{queue}"), now.isoformat(), nx=True, ex=settings.ALERT_REPEAT_SECONDS
         ):
             continue  # already alerted in this period
         alerts += 1

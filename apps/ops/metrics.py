@@ -14,19 +14,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis.client import Pipeline
 
-from apps.jobs import broker, flow
-from apps.jobs.broker import redis_client
+from apps.core import redis as platform_redis
+from apps.core.redis import key, redis_client
+from apps.jobs import flow
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "jobplatform:m:"
+PREFIX = key("m:")
 JOB_EVENTS = ("submitted", "started", "succeeded", "failed", "cancelled", "retried", "dead_lettered")
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 QUEUES = ("high", "default", "low")
 
 
 def count_job_event(event: str, kind: str, n: int = 1) -> None:
-    broker.write(lambda pipe: pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n))
+    platform_redis.write(lambda pipe: pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n))
 
 
 def count_job_events(event: str, kinds: Iterable[str]) -> None:
@@ -38,7 +39,7 @@ def count_job_events(event: str, kinds: Iterable[str]) -> None:
         for kind, n in totals.items():
             pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n)
 
-    broker.write(command)
+    platform_redis.write(command)
 
 
 def record_job_start(*, kind: str, queue: str, wait_seconds: float, now: float | None = None) -> None:
@@ -52,7 +53,7 @@ def record_job_start(*, kind: str, queue: str, wait_seconds: float, now: float |
         pipe.hincrby(f"{PREFIX}jobs:started", kind, 1)
         _observe(pipe, "job_wait", kind, wait_seconds)
 
-    broker.write(command)
+    platform_redis.write(command)
 
 
 def _bucket_field(seconds: float) -> str:
@@ -74,7 +75,7 @@ def _observe(pipe: Pipeline, histogram: str, labels: str, seconds: float) -> Non
 def observe(histogram: str, labels: str, seconds: float) -> None:
     """Add one observation; a hash per histogram holds per-bucket counts, sum and count for
     each label set (label values joined with '|')."""
-    broker.write(lambda pipe: _observe(pipe, histogram, labels, seconds))
+    platform_redis.write(lambda pipe: _observe(pipe, histogram, labels, seconds))
 
 
 # The methods counted by name; any other (a client may send any token as its method) counts
@@ -98,7 +99,7 @@ def count_request(method: str, route: str, status: int, seconds: float) -> None:
     labels = LABEL_SEPARATOR.join(
         label_value(v) for v in (method if method in HTTP_METHODS else OTHER_METHOD, route, str(status))
     )
-    broker.write(lambda pipe: _observe(pipe, "http_request", labels, seconds))
+    platform_redis.write(lambda pipe: _observe(pipe, "http_request", labels, seconds))
 
 
 def _histogram(name: str, doc: str, label_names: list[str], raw: dict[bytes, bytes]) -> HistogramMetricFamily:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.jobs import broker
+from apps.core import redis as platform_redis
 from apps.ops.metrics import count_request
 
 # The route label of an /api/ request that matched no URL pattern (a 404 before any view).
@@ -25,7 +25,7 @@ class RequestMetricsMiddleware:
         started = time.perf_counter()
         # The request's fire-and-forget Redis writes (its metrics, the submitted count) leave
         # in one round trip at its end.
-        with broker.batched_writes():
+        with platform_redis.batched_writes():
             response = self.get_response(request)
             if request.path.startswith("/api/"):
                 match = getattr(request, "resolver_match", None)

@@ -5,10 +5,10 @@ from collections.abc import Iterable
 from django.db.models import Min
 from django.utils import timezone
 
-from apps.jobs.broker import redis_client
+from apps.core.redis import key, redis_client
 from apps.jobs.models import Job, JobStatus
 
-WORKER_KEY_PREFIX = "jobplatform:worker:"
+WORKER_KEY_PREFIX = key("worker:")
 
 
 def oldest_waiting_seconds(queues: Iterable[str]) -> dict[str, float]:

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from apps.core.errors import error_body
-from apps.jobs.broker import redis_client
+from apps.core.redis import redis_client
 from apps.ops.control import control_loop_stall_alert, control_loop_stall_claim, control_loop_status
 from apps.ops.metrics import PlatformCollector
 from apps.ops.selectors import live_workers

@@ -8,7 +8,8 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.jobs.models import Job
-        from apps.jobs.signals import job_finished
-        from apps.webhooks.receivers import job_finished_deliver_webhook
+        from apps.jobs.signals import job_finishing
+        from apps.webhooks.receivers import job_finishing_deliver_webhook
 
-        job_finished.connect(job_finished_deliver_webhook, sender=Job, dispatch_uid="webhooks.job_finished_deliver")
+        # Inside the finishing transaction: the delivery commits with the job's outcome.
+        job_finishing.connect(job_finishing_deliver_webhook, sender=Job, dispatch_uid="webhooks.job_finishing_deliver")

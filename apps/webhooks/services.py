@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from apps.core.errors import TooManyRequests, Unavailable
 from apps.core.urlsafety import UnsafeURL, check_outbound_url
-from apps.jobs import services as job_services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job
 from apps.jobs.registry import PermanentError, RetryableError
 from apps.webhooks import outbound, signing
@@ -80,7 +80,7 @@ def webhook_delivery_submit(*, job_id: str, url: str, event: str = EVENT_JOB_FIN
     job = Job.objects.select_related("owner").get(id=job_id)
     payload = {"job_id": str(job.id), "url": url, "event": event}
     try:
-        return job_services.job_submit(owner=job.owner, kind=DELIVER_KIND, payload=payload, request_id=job.request_id)
+        return lifecycle.job_submit(owner=job.owner, kind=DELIVER_KIND, payload=payload, request_id=job.request_id)
     except (TooManyRequests, Unavailable) as refused:
         logger.warning(
             "job %s: admission refused its webhook delivery (%s); creating it past the check", job.id, refused.code
@@ -89,20 +89,12 @@ def webhook_delivery_submit(*, job_id: str, url: str, event: str = EVENT_JOB_FIN
 
 
 def _delivery_create_past_admission(*, owner: AbstractBaseUser, payload: dict[str, Any], request_id: str) -> Job:
-    """job_submit without job_admission_check. It goes through the jobs app's private
-    `_job_create` (same row, same publish after commit, same relay if Redis is away) until
-    job_submit takes an `admit=False` of its own."""
-    k, priority, max_attempts = job_services.job_validate(kind=DELIVER_KIND, payload=payload)
+    """job_submit without the admission check: the jobs app's one creation path (same row,
+    same publish after commit, same relay if Redis is away)."""
+    checked = lifecycle.job_check(owner=None, kind=DELIVER_KIND, payload=payload)
     with transaction.atomic():
-        return job_services._job_create(
-            owner=owner,
-            k=k,
-            payload=payload,
-            priority=priority,
-            run_at=None,
-            max_attempts=max_attempts,
-            request_id=request_id,
-        )
+        [job] = lifecycle.jobs_create(owner=owner, checked=[checked], request_id=request_id)
+        return job
 
 
 # --- the delivery ---------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 Debian's `chromium` and `chromium-driver` packages only (CI installs them): the driver and
 the browser are given by path, so Selenium Manager never looks for, nor downloads, either.
 Screenshots go to ARTIFACTS/screenshots, one per step worth seeing and one on any failure.
+A missing browser skips these tests on a developer's machine, and fails them in CI (CI set, as
+.ci/run sets it), unless ALLOW_BROWSER_SKIP=1 says a skip is meant.
 """
 
 from __future__ import annotations
@@ -62,10 +64,13 @@ def browser(request: pytest.FixtureRequest) -> Iterator[WebDriver]:
     """A fresh headless Chromium with an empty profile, quit after the test."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
     if missing:
-        pytest.skip(
+        why = (
             f"headless Chromium is not installed ({', '.join(missing)} missing): "
             "apt-get install chromium chromium-driver (.ci/run installs them)"
         )
+        if _in_ci() and os.environ.get("ALLOW_BROWSER_SKIP") != "1":
+            pytest.fail(f"{why}; in CI the browser tests must run (ALLOW_BROWSER_SKIP=1 to skip them)", pytrace=False)
+        pytest.skip(why)
     _forget_screenshots(request.node.name)
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options = Options()
@@ -87,6 +92,10 @@ def browser(request: pytest.FixtureRequest) -> Iterator[WebDriver]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _forget_screenshots(test_name: str) -> None:

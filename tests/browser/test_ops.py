@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from apps.deadletters.models import DeadLetter
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobStatus
 from tests.factories import UserFactory
 
@@ -21,11 +21,11 @@ ADMIN_PASSWORD = "ops-correct-horse-battery"
 @pytest.fixture
 def failed_job(transactional_db) -> Job:
     """A job failed for good through the real services, so it has its dead letter."""
-    job = services.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 1})
-    claim = services.job_claim(job_id=str(job.id), worker="w")
+    job = lifecycle.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 1})
+    claim = lifecycle.job_claim(job_id=str(job.id), worker="w")
     assert claim is not None
-    outcome = services.job_fail_attempt(
-        claim=claim, failure=services.AttemptFailure("Boom", "it broke", "tb", permanent=True)
+    outcome = lifecycle.job_fail_attempt(
+        claim=claim, failure=lifecycle.AttemptFailure("Boom", "it broke", "tb", permanent=True)
     )
     assert outcome == JobStatus.FAILED
     return job

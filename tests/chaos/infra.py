@@ -112,7 +112,7 @@ def effects(count: int, **payload: object) -> list[dict[str, Any]]:
 
 def submit_here(owner: Any, jobs: list[dict[str, Any]]) -> list[str]:
     """Submit through `job_submit` in the test process (its database is the stack's)."""
-    from apps.jobs.services import job_submit
+    from apps.jobs.lifecycle import job_submit
 
     return [str(job_submit(owner=owner, kind=job["kind"], payload=job["payload"]).id) for job in jobs]
 

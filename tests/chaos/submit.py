@@ -18,7 +18,7 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
 
-    from apps.jobs.services import job_submit
+    from apps.jobs.lifecycle import job_submit
 
     request = json.load(sys.stdin)
     owner, _ = get_user_model().objects.get_or_create(username=request["owner"])

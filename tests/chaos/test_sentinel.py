@@ -23,7 +23,7 @@ import pytest
 import redis
 from django.core.cache import caches
 
-from apps.jobs import broker
+from apps.core import redis as platform_redis
 from apps.jobs.models import Job
 from tests.chaos.infra import (
     all_finished_at,
@@ -175,9 +175,9 @@ def test_the_platform_client_and_the_cache_find_the_new_master_after_a_failover(
     settings.REDIS_URL = sentinel_stack.url
     # Django resets its cache handlers when CACHES changes (django.test.signals).
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": sentinel_stack.url}}
-    broker.reset_redis_client()
+    platform_redis.reset_redis_client()
     try:
-        client, cache = broker.redis_client(), caches["default"]
+        client, cache = platform_redis.redis_client(), caches["default"]
         client.set("before", "1")
         cache.set("cached", 1, timeout=60)
         wait_for(lambda: sentinel_stack.replica.client.get("before"), timeout=5, what="the writes replicated")
@@ -197,7 +197,7 @@ def test_the_platform_client_and_the_cache_find_the_new_master_after_a_failover(
         assert sentinel_stack.replica.client.exists(cache.make_key("cached"))
         print(f"\nsentinel failover: {seconds:.2f} s from the master's kill to the replica's promotion")
     finally:
-        broker.reset_redis_client()
+        platform_redis.reset_redis_client()
 
 
 def _submit(api: Any, jobs: list[dict[str, Any]]) -> list[str]:

@@ -16,8 +16,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.core.redis import redis_client
 from apps.deadletters.models import DeadLetter
-from apps.jobs.broker import redis_client
 from config.celery import app as celery_app
 from tests.integration.helpers import wait_terminal
 from tests.processes import wait_for
@@ -69,8 +69,8 @@ def test_a_running_worker_prefetches_no_more_than_it_runs_and_acknowledges_late(
     assert settings["CELERY_TASK_REJECT_ON_WORKER_LOST"] is True
     assert settings["CELERY_WORKER_MAX_TASKS_PER_CHILD"] >= 1
     assert settings["CELERY_WORKER_MAX_MEMORY_PER_CHILD"] >= 1
-    # Its broker connections keep one Redis client per channel (apps.jobs.transport).
-    assert figures["broker"]["transport"] == "apps.jobs.transport:Transport"
+    # Its broker connections keep one Redis client per channel (workers.transport).
+    assert figures["broker"]["transport"] == "workers.transport:Transport"
     assert worker.proc.poll() is None
 
 

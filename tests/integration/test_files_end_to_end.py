@@ -64,18 +64,11 @@ def test_an_uploaded_picture_becomes_thumbnails_its_owner_alone_downloads(
         assert image.size == (50, 25)
     assert stranger.get(f"{url}/files/{thumb['file']}", timeout=10).status_code == 404
 
-    # Someone else's upload cannot be used: the job fails for good, with no retry.
+    # Someone else's upload cannot be used: refused at submit, naming the field (issue 14).
     theirs = stranger.post(
         f"{live_server.url}/api/v1/jobs",
         json={"kind": "images.thumbnail", "payload": {"upload_id": upload_id, "sizes": [50]}},
         timeout=10,
-    ).headers["Location"]
-
-    def stranger_finished() -> dict[str, Any] | None:
-        body = stranger.get(theirs, params={"wait": 5}, timeout=15).json()
-        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
-
-    refused = wait_for(stranger_finished, timeout=60, what="the stranger's job to finish")
-    assert refused["status"] == "failed"
-    assert refused["attempts"] == 1
-    assert "does not exist" in refused["error"]["message"]
+    )
+    assert theirs.status_code == 400, theirs.text
+    assert theirs.json()["error"]["code"] == "unknown_upload"

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from django.contrib.auth import get_user_model
 
-from apps.jobs.services import job_submit
+from apps.jobs.lifecycle import job_submit
 from tests.browser.conftest import flower  # noqa: F401  (the fixture: Flower as the Procfile runs it)
 from tests.integration.helpers import wait_terminal
 from tests.processes import wait_for

@@ -12,8 +12,8 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.core.redis import redis_client
 from apps.deadletters.models import DeadLetter
-from apps.jobs.broker import redis_client
 from apps.jobs.models import Job, JobAttempt
 from apps.ops.metrics import PREFIX
 from tests.integration.helpers import wait_terminal

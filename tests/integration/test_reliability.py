@@ -172,14 +172,15 @@ def test_a_succeeded_job_never_runs_again_when_its_message_comes_back(platform):
 
 def test_jobs_that_outlive_their_lease_keep_it_and_run_once(platform):
     """A pool process's one lease keeper renews every job it runs, one after another: with a
-    1 s lease and the reconciler sweeping, two 2.5 s jobs through one process each finish on
-    their first attempt (a missed renewal would hand the job to a second attempt)."""
-    platform.worker(concurrency=1, env={"JOB_LEASE_SECONDS": "1"})
-    platform.beat(JOB_LEASE_SECONDS="1")
+    3 s lease and the reconciler sweeping, two 6.5 s jobs through one process each finish on
+    their first attempt (a missed renewal would hand the job to a second attempt). The lease
+    leaves a renewal (every lease/3, each on a new connection) room on a loaded machine."""
+    platform.worker(concurrency=1, env={"JOB_LEASE_SECONDS": "3"})
+    platform.beat(JOB_LEASE_SECONDS="3")
     client = client_for("long-runner")
 
-    ids = [submit(client, "diagnostics.sleep", {"seconds": 2.5}) for _ in range(2)]
+    ids = [submit(client, "diagnostics.sleep", {"seconds": 6.5}) for _ in range(2)]
 
-    jobs = wait_terminal(ids, timeout=60)
+    jobs = wait_terminal(ids, timeout=90)
     assert [(jobs[i].status, jobs[i].attempts) for i in ids] == [("succeeded", 1), ("succeeded", 1)]
     assert JobAttempt.objects.filter(job_id__in=ids).count() == 2

@@ -13,16 +13,16 @@ SCRIPT = """
 import django
 django.setup()
 from django.contrib.auth import get_user_model
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt
 
 owner = get_user_model().objects.create(username="sqlite-client")
-job = services.job_submit(owner=owner, kind="diagnostics.noop", payload={})
-claim = services.job_claim(job_id=str(job.id), worker="w1")
+job = lifecycle.job_submit(owner=owner, kind="diagnostics.noop", payload={})
+claim = lifecycle.job_claim(job_id=str(job.id), worker="w1")
 assert claim is not None and claim.attempt == 1 and claim.payload == {}, claim
 assert claim.created_at.tzinfo is not None
-assert services.job_claim(job_id=str(job.id), worker="w2") is None
-assert services.job_succeed(claim=claim, result={"ok": True})
+assert lifecycle.job_claim(job_id=str(job.id), worker="w2") is None
+assert lifecycle.job_succeed(claim=claim, result={"ok": True})
 job.refresh_from_db()
 assert (job.status, job.result) == ("succeeded", {"ok": True}), job.status
 assert JobAttempt.objects.get(job=job).outcome == "succeeded"

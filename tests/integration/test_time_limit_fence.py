@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from apps.jobs import reconciler, services
+from apps.jobs import lifecycle, reconciler
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from tests.factories import UserFactory
 from tests.integration.fence_kinds import STALL_KIND
@@ -26,7 +26,7 @@ def test_a_stalled_attempts_hard_time_limit_does_not_end_the_newer_attempt_on_th
     modules = f"{os.environ['JOB_KIND_MODULES']},tests.integration.fence_kinds"
     worker = platform.worker(concurrency=2, name="fence", env={"JOB_KIND_MODULES": modules})
     release = tmp_path / "release"
-    job = services.job_submit(owner=UserFactory(), kind=STALL_KIND, payload={"release": str(release)})
+    job = lifecycle.job_submit(owner=UserFactory(), kind=STALL_KIND, payload={"release": str(release)})
 
     def stalled_pid() -> int | None:
         message = Job.objects.filter(id=job.id).values_list("progress_message", flat=True).first() or ""

@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.deadletters.models import DeadLetter
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt
 from apps.webhooks.signing import verify_signature
 from tests.integration.helpers import wait_terminal
@@ -132,7 +132,7 @@ def test_a_receiver_that_always_fails_leaves_the_delivery_failed_with_a_dead_let
     owner = get_user_model().objects.get(username="dead-letter-client")
     with transaction.atomic():
         delivery_id = str(
-            services.job_submit(
+            lifecycle.job_submit(
                 owner=owner,
                 kind=DELIVER,
                 payload={"job_id": job_id, "url": receiver.url, "event": "job.finished"},

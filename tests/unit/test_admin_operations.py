@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apps.deadletters.models import DeadLetter
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import BulkOperation, IdempotencyKey, Job
 from apps.jobs.operations import bulk_operation_run
 from tests.factories import UserFactory
@@ -15,10 +15,10 @@ PAYLOADS = {"diagnostics.noop": {}, "diagnostics.flaky": {"fail_times": 1}}
 
 
 def failed_job(owner, kind="diagnostics.noop", permanent=True):
-    job = services.job_submit(owner=owner, kind=kind, payload=PAYLOADS[kind])
-    claim = services.job_claim(job_id=str(job.id), worker="w")
-    services.job_fail_attempt(
-        claim=claim, failure=services.AttemptFailure("Boom", "it broke", "tb", permanent=permanent)
+    job = lifecycle.job_submit(owner=owner, kind=kind, payload=PAYLOADS[kind])
+    claim = lifecycle.job_claim(job_id=str(job.id), worker="w")
+    lifecycle.job_fail_attempt(
+        claim=claim, failure=lifecycle.AttemptFailure("Boom", "it broke", "tb", permanent=permanent)
     )
     return Job.objects.get(id=job.id)
 
@@ -45,7 +45,7 @@ def test_retrying_selected_failed_jobs_queues_them_again_and_closes_their_dead_l
 
 
 def test_cancelling_selected_jobs_leaves_finished_ones_alone(admin_client, owner):
-    waiting = services.job_submit(owner=owner, kind="diagnostics.noop", payload={})
+    waiting = lifecycle.job_submit(owner=owner, kind="diagnostics.noop", payload={})
     finished = failed_job(owner)
     response = post_action(admin_client, "/admin/jobs/job/", "cancel", [waiting.id, finished.id])
     assert "1 cancelled; 1 left as they were" in response.content.decode()
@@ -99,11 +99,11 @@ def test_dead_letters_matching_a_filter_are_discarded_in_the_background(admin_cl
 
 
 def test_jobs_can_be_found_by_their_idempotency_key_and_filtered_by_client(admin_client, owner):
-    keyed = services.job_submit_idempotent(
+    keyed = lifecycle.job_submit_idempotent(
         owner=owner, idempotency_key="order-4711", kind="diagnostics.noop", payload={}
     ).job
-    services.job_submit(owner=owner, kind="diagnostics.noop", payload={})
-    other = services.job_submit(owner=UserFactory(username="someone-else"), kind="diagnostics.noop", payload={})
+    lifecycle.job_submit(owner=owner, kind="diagnostics.noop", payload={})
+    other = lifecycle.job_submit(owner=UserFactory(username="someone-else"), kind="diagnostics.noop", payload={})
     assert IdempotencyKey.objects.filter(key="order-4711").exists()
 
     found = admin_client.get("/admin/jobs/job/?q=order-4711").content.decode()

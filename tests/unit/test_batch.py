@@ -303,7 +303,9 @@ def test_with_redis_stopped_a_batch_is_accepted_at_once_and_left_for_the_relay(o
     response = client.post(BATCH, {"jobs": [noop() for _ in range(3)]}, format="json")
 
     assert response.status_code == 202
-    assert time.monotonic() - started < 2
+    # Not a request's cost (a loaded machine may take a second): a publish that kept retrying
+    # the stopped Redis would hang here, where a bounded one gives up within a second.
+    assert time.monotonic() - started < 5
     assert Job.objects.filter(owner=user, published_at__isnull=True).count() == 3
 
 

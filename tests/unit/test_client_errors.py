@@ -16,7 +16,7 @@ import pytest
 from apps.core.alerts import alerts_wait
 from apps.deadletters.models import DeadLetter
 from apps.deadletters.monitor import DEPTH_ALERT_KEY, dead_letters_monitor
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.publish import DEAD_LETTER_QUEUE
 from apps.jobs.reconciler import redis_client
@@ -57,11 +57,11 @@ def _no_monitor_state_in_redis() -> Iterator[None]:
 
 
 def parked(owner: Any, error_type: str, message: str = "it broke") -> Job:
-    job = services.job_submit(owner=owner, kind="diagnostics.flaky", payload={"fail_times": 9})
-    claim = services.job_claim(job_id=str(job.id), worker="w")
+    job = lifecycle.job_submit(owner=owner, kind="diagnostics.flaky", payload={"fail_times": 9})
+    claim = lifecycle.job_claim(job_id=str(job.id), worker="w")
     assert claim is not None
-    failure = services.AttemptFailure(error_type, message, "Traceback...", permanent=True)
-    assert services.job_fail_attempt(claim=claim, failure=failure) == "failed"
+    failure = lifecycle.AttemptFailure(error_type, message, "Traceback...", permanent=True)
+    assert lifecycle.job_fail_attempt(claim=claim, failure=failure) == "failed"
     return job
 
 
@@ -79,7 +79,7 @@ def test_a_client_error_fails_the_job_at_once_recorded_as_client_error(handler, 
         raise UnreadableSpreadsheet("Row 3 of the spreadsheet has 4 columns; the header has 3.")
 
     handler(refuse)
-    job = services.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 0})
+    job = lifecycle.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 0})
 
     with caplog.at_level(logging.WARNING, logger="workers.runtime"):
         assert run(job) == JobStatus.FAILED
@@ -101,7 +101,7 @@ def test_a_client_error_fails_the_job_at_once_recorded_as_client_error(handler, 
 def test_a_bad_image_fails_with_a_clean_message_and_no_object_repr(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     payload = {"image_base64": base64.b64encode(b"hello, world").decode(), "sizes": [16]}
-    job = services.job_submit(owner=UserFactory(), kind="images.thumbnail", payload=payload)
+    job = lifecycle.job_submit(owner=UserFactory(), kind="images.thumbnail", payload=payload)
 
     assert run(job) == JobStatus.FAILED
 

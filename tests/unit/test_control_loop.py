@@ -16,7 +16,7 @@ import pytest
 from django.db import transaction
 
 from apps.core.alerts import alerts_wait, notify
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobStatus
 from apps.jobs.reconciler import reconcile
 from apps.ops import control
@@ -65,8 +65,8 @@ def test_the_fence_refuses_a_leader_whose_own_lease_expired_even_if_nobody_took_
 
 
 def test_a_fenced_out_sweep_leaves_an_expired_lease_alone(user):
-    job = services.job_submit(owner=user, kind="diagnostics.noop", payload={})
-    assert services.job_claim(job_id=str(job.id), worker="w") is not None
+    job = lifecycle.job_submit(owner=user, kind="diagnostics.noop", payload={})
+    assert lifecycle.job_claim(job_id=str(job.id), worker="w") is not None
     Job.objects.filter(id=job.id).update(lease_expires_at=control.db_now() - timedelta(seconds=60))
     control.control_loop_elect(identity="a", lease_seconds=5)
     expire_lease()

@@ -19,10 +19,10 @@ from rest_framework.test import APIClient
 
 from apps.deadletters.models import DeadLetter
 from apps.deadletters.services import dead_letter_discard, dead_letter_redrive
-from apps.jobs import reconciler, services
+from apps.jobs import lifecycle, reconciler
+from apps.jobs.lifecycle import AttemptFailure
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.reconciler import redis_client
-from apps.jobs.services import AttemptFailure
 from tests.factories import UserFactory
 
 LETTERS = "/api/v1/dead-letters"
@@ -45,31 +45,31 @@ def staff(db: Any) -> APIClient:
     return client
 
 
-def claim(job: Job) -> services.Claim:
-    c = services.job_claim(job_id=str(job.id), worker="w")
+def claim(job: Job) -> lifecycle.Claim:
+    c = lifecycle.job_claim(job_id=str(job.id), worker="w")
     assert c is not None
     return c
 
 
 def failed_job(owner: Any, kind: str = "diagnostics.flaky", *, error_type: str = "Boom", **options: Any) -> Job:
-    """A job that failed permanently on its first attempt, parked by the real services."""
-    job = services.job_submit(owner=owner, kind=kind, payload=PAYLOADS[kind], **options)
+    """A job that failed permanently on its first attempt, parked by the real lifecycle."""
+    job = lifecycle.job_submit(owner=owner, kind=kind, payload=PAYLOADS[kind], **options)
     failure = AttemptFailure(error_type, "it broke", "Traceback...", permanent=True)
-    assert services.job_fail_attempt(claim=claim(job), failure=failure) == "failed"
+    assert lifecycle.job_fail_attempt(claim=claim(job), failure=failure) == "failed"
     job.refresh_from_db()
     return job
 
 
 def failed_twice(owner: Any) -> Job:
     """A max_attempts=2 job whose two attempts both failed with a retryable error."""
-    job = services.job_submit(owner=owner, kind="diagnostics.flaky", payload={"fail_times": 9}, max_attempts=2)
+    job = lifecycle.job_submit(owner=owner, kind="diagnostics.flaky", payload={"fail_times": 9}, max_attempts=2)
     first = AttemptFailure("RetryableError", "first", "Traceback 1")
-    assert services.job_fail_attempt(claim=claim(job), failure=first) == "retrying"
+    assert lifecycle.job_fail_attempt(claim=claim(job), failure=first) == "retrying"
     # Let the backoff elapse (moved into the past, not waited for), then promote as the reconciler does.
     Job.objects.filter(id=job.id).update(run_at=timezone.now() - timedelta(milliseconds=1))
     assert reconciler.jobs_promote_due(now=timezone.now()) == 1
     second = AttemptFailure("RetryableError", "second", "Traceback 2")
-    assert services.job_fail_attempt(claim=claim(job), failure=second) == "failed"
+    assert lifecycle.job_fail_attempt(claim=claim(job), failure=second) == "failed"
     job.refresh_from_db()
     return job
 
@@ -188,7 +188,7 @@ def test_a_redriven_job_that_fails_again_gets_a_new_letter_with_its_whole_histor
     first_letter = letter_of(job)
     dead_letter_redrive(letter_id=first_letter.pk)
 
-    services.job_fail_attempt(claim=claim(job), failure=AttemptFailure("Boom", "third", permanent=True))
+    lifecycle.job_fail_attempt(claim=claim(job), failure=AttemptFailure("Boom", "third", permanent=True))
 
     first_letter.refresh_from_db()
     assert first_letter.state == DeadLetter.State.REDRIVEN

@@ -6,51 +6,51 @@ from __future__ import annotations
 
 import pytest
 
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt
 from tests.factories import UserFactory
 
 
 @pytest.fixture
 def job(db):
-    return services.job_submit(owner=UserFactory(), kind="diagnostics.noop", payload={})
+    return lifecycle.job_submit(owner=UserFactory(), kind="diagnostics.noop", payload={})
 
 
 def test_claiming_a_job_costs_one_statement(job, django_assert_num_queries):
     with django_assert_num_queries(1):  # UPDATE ... RETURNING; the attempt's row is written at its end
-        claim = services.job_claim(job_id=str(job.id), worker="w1")
+        claim = lifecycle.job_claim(job_id=str(job.id), worker="w1")
     assert claim is not None
     assert (claim.kind, claim.attempt, claim.payload, claim.worker) == ("diagnostics.noop", 1, {}, "w1")
     assert claim.created_at == job.created_at
 
 
 def test_a_duplicate_message_costs_one_query(job, django_assert_num_queries):
-    services.job_claim(job_id=str(job.id), worker="w1")
+    lifecycle.job_claim(job_id=str(job.id), worker="w1")
     with django_assert_num_queries(1):  # an UPDATE that matches nothing
-        assert services.job_claim(job_id=str(job.id), worker="w2") is None
+        assert lifecycle.job_claim(job_id=str(job.id), worker="w2") is None
 
 
 def test_finishing_a_job_costs_one_statement(job, django_assert_num_queries):
-    claim = services.job_claim(job_id=str(job.id), worker="w1")
+    claim = lifecycle.job_claim(job_id=str(job.id), worker="w1")
     with django_assert_num_queries(1):  # WITH (fenced UPDATE of the job) INSERT the attempt
-        assert services.job_succeed(claim=claim, result={"ok": True})
+        assert lifecycle.job_succeed(claim=claim, result={"ok": True})
     assert JobAttempt.objects.get(job_id=job.id).outcome == "succeeded"
 
 
 def test_a_heartbeat_costs_one_update(job, django_assert_num_queries):
-    claim = services.job_claim(job_id=str(job.id), worker="w1")
+    claim = lifecycle.job_claim(job_id=str(job.id), worker="w1")
     with django_assert_num_queries(1):
-        assert services.job_heartbeat(claim=claim)
+        assert lifecycle.job_heartbeat(claim=claim)
 
 
 def test_a_zombie_finish_writes_neither_the_job_nor_an_attempt(job):
-    stale = services.job_claim(job_id=str(job.id), worker="zombie")
+    stale = lifecycle.job_claim(job_id=str(job.id), worker="zombie")
     Job.objects.filter(id=job.id).update(status="queued")  # its lease expired and was handed on
-    fresh = services.job_claim(job_id=str(job.id), worker="w2")
+    fresh = lifecycle.job_claim(job_id=str(job.id), worker="w2")
 
-    assert services.job_succeed(claim=stale, result={"from": "zombie"}) is False
+    assert lifecycle.job_succeed(claim=stale, result={"from": "zombie"}) is False
     assert not JobAttempt.objects.filter(job_id=job.id).exists()
-    assert services.job_succeed(claim=fresh, result={"from": "w2"}) is True
+    assert lifecycle.job_succeed(claim=fresh, result={"from": "w2"}) is True
     job.refresh_from_db()
     assert job.result == {"from": "w2"}
     attempt = JobAttempt.objects.get(job_id=job.id)
@@ -69,7 +69,7 @@ def test_a_whole_noop_job_costs_two_round_trips_to_postgresql(monkeypatch):
     from workers import tasks  # noqa: F401  (registers one task per kind)
     from workers.runtime import run_job
 
-    job = services.job_submit(owner=UserFactory(), kind="diagnostics.noop", payload={})
+    job = lifecycle.job_submit(owner=UserFactory(), kind="diagnostics.noop", payload={})
     connection.ensure_connection()
     connection.close_at = None  # as with the default DATABASE_CONN_MAX_AGE (the suite sets 0)
     raw = connection.connection
@@ -104,7 +104,7 @@ def test_the_claim_and_the_finish_become_prepared_statements():
     connection.ensure_connection()
     connection.close_at = None
     for _ in range(3):
-        job = services.job_submit(owner=owner, kind="diagnostics.noop", payload={})
+        job = lifecycle.job_submit(owner=owner, kind="diagnostics.noop", payload={})
         assert run_job(app.tasks["diagnostics.noop"], str(job.id)) == "succeeded"
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
@@ -117,27 +117,27 @@ def test_writes_behind_all_arrive_and_stopping_sends_what_still_waits():
     """A worker's pool process sends its counters and doorbells from a background thread:
     none is lost on the way, a faulty one does not stop the ones after it, and a process
     that stops first sends what is still waiting."""
-    from apps.jobs import broker
+    from apps.core import redis as platform_redis
 
     key = "tests:write-behind"
-    client = broker.redis_client()
+    client = platform_redis.redis_client()
     client.delete(key)
 
     def broken(pipe):
         raise RuntimeError("a bug in one write")
 
-    broker.write_behind_start()
+    platform_redis.write_behind_start()
     try:
         for i in range(100):
             if i == 50:
-                broker.write(broken)
-            with broker.batched_writes():
-                broker.write(lambda pipe: pipe.incr(key))
+                platform_redis.write(broken)
+            with platform_redis.batched_writes():
+                platform_redis.write(lambda pipe: pipe.incr(key))
     finally:
-        broker.write_behind_stop()
+        platform_redis.write_behind_stop()
     assert int(client.get(key)) == 100
     # Stopped: writes are sent at once again.
-    broker.write(lambda pipe: pipe.incr(key))
+    platform_redis.write(lambda pipe: pipe.incr(key))
     assert int(client.get(key)) == 101
 
 
@@ -145,7 +145,7 @@ def test_the_workers_broker_channel_keeps_one_redis_client_per_connection_pool(r
     """kombu would build a new client for every acknowledgement and every event published."""
     from kombu import Connection
 
-    with Connection(redis_server.url, transport="apps.jobs.transport:Transport") as conn:
+    with Connection(redis_server.url, transport="workers.transport:Transport") as conn:
         channel = conn.default_channel
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
             assert first is second
@@ -180,17 +180,17 @@ def test_a_submits_statements_are_prepared(api, django_capture_on_commit_callbac
 
 
 def test_a_new_job_built_positionally_equals_one_built_by_keywords(db):
-    """services._new_job skips Model.__init__'s keyword handling; the job must be the same."""
+    """lifecycle.new_job skips Model.__init__'s keyword handling; the job must be the same."""
     owner = UserFactory()
     values = {"kind": "diagnostics.noop", "payload": {"a": 1}, "queue": "default", "max_attempts": 2}
-    fast, slow = services._new_job(owner, **values), Job(owner=owner, **values)
+    fast, slow = lifecycle.new_job(owner, **values), Job(owner=owner, **values)
     for field in Job._meta.concrete_fields:
         if field.has_default() and callable(field.default):  # the id, created_at: fresh per job
             assert getattr(fast, field.attname) is not None, field.name
         else:
             assert getattr(fast, field.attname) == getattr(slow, field.attname), field.name
     assert fast.owner is owner
-    assert fast.id != services._new_job(owner, **values).id  # a fresh id per job, like uuid4's default
+    assert fast.id != lifecycle.new_job(owner, **values).id  # a fresh id per job, like uuid4's default
     assert fast._state.adding
     with pytest.raises(TypeError):
-        services._new_job(owner, no_such_field=1)
+        lifecycle.new_job(owner, no_such_field=1)

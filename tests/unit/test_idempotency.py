@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import IdempotencyKey, Job, JobStatus
 from apps.jobs.reconciler import redis_client
 from tests.factories import UserFactory
@@ -80,7 +80,7 @@ def test_the_same_key_and_request_replay_the_original_job(api, user, django_capt
 
 def test_a_replay_shows_the_job_as_it_is_now(api):
     job_id = submit(api, "order-1").json()["id"]
-    assert services.job_claim(job_id=job_id, worker="w") is not None
+    assert lifecycle.job_claim(job_id=job_id, worker="w") is not None
 
     again = submit(api, "order-1")
 
@@ -208,7 +208,7 @@ def test_a_key_older_than_24_hours_is_free_for_a_new_job(api, user, body):
 
 
 def test_the_database_refuses_a_second_row_for_one_client_and_key(user):
-    job = services.job_submit(owner=user, kind="diagnostics.noop", payload={})
+    job = lifecycle.job_submit(owner=user, kind="diagnostics.noop", payload={})
     IdempotencyKey.objects.create(owner=user, key="order-1", fingerprint="a" * 64, job=job)
     IdempotencyKey.objects.create(owner=UserFactory(), key="order-1", fingerprint="a" * 64, job=job)
 
@@ -229,9 +229,9 @@ def test_a_replay_costs_two_queries(api, django_assert_num_queries):
 
 def test_a_replay_in_the_service_costs_one_query(user, django_assert_num_queries):
     arguments = {"owner": user, "idempotency_key": "order-1", "kind": "diagnostics.noop", "payload": {}}
-    first = services.job_submit_idempotent(**arguments)
+    first = lifecycle.job_submit_idempotent(**arguments)
 
     with django_assert_num_queries(1):
-        again = services.job_submit_idempotent(**arguments)
+        again = lifecycle.job_submit_idempotent(**arguments)
 
     assert (again.replayed, again.job.id, again.status_code) == (True, first.job.id, 202)

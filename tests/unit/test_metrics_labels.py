@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.jobs.broker import redis_client
+from apps.core.redis import redis_client
 from apps.ops.metrics import PREFIX, count_request
 
 HISTOGRAM = f"{PREFIX}h:http_request"

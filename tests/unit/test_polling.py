@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from apps.jobs import notify, services
+from apps.jobs import lifecycle, notify
 from apps.jobs.models import Job, JobStatus
 from tests.factories import JobFactory
 
@@ -152,7 +152,10 @@ def test_wait_zero_answers_at_once(api, user):
     response = api.get(f"{JOBS}/{job.id}", {"wait": "0"})
 
     assert response.status_code == 200
-    assert time.monotonic() - started < 1
+    # "Did not wait" is bounded at a fraction of the wait a test could be caught in (the
+    # shortest here is 5 s), never at a request's cost: a loaded 2-core machine can take a
+    # second to answer any request.
+    assert time.monotonic() - started < 4
 
 
 def test_waiting_on_a_finished_job_answers_at_once(api, user):
@@ -162,7 +165,7 @@ def test_waiting_on_a_finished_job_answers_at_once(api, user):
     response = api.get(f"{JOBS}/{job.id}", {"wait": "10"})
 
     assert response.status_code == 200
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 8  # well short of the 10 s asked: it did not wait
 
 
 def test_waiting_when_the_client_already_holds_an_older_version_answers_at_once(api, user):
@@ -172,7 +175,7 @@ def test_waiting_when_the_client_already_holds_an_older_version_answers_at_once(
     response = api.get(f"{JOBS}/{job.id}", {"wait": "10"}, HTTP_IF_NONE_MATCH='W/"older"')
 
     assert response.status_code == 200
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 8  # well short of the 10 s asked: it did not wait
 
 
 def client_for(user: Any) -> APIClient:
@@ -214,7 +217,7 @@ def test_a_long_poll_returns_as_soon_as_the_job_finishes(transactional_db, user)
 
     assert response.status_code == 200
     assert response.json()["status"] == "succeeded"
-    assert 0.4 < elapsed < 3, elapsed
+    assert 0.4 < elapsed < 8, elapsed  # woken by the change, well before the 10 s asked
     assert "Retry-After" not in response
 
 
@@ -227,7 +230,7 @@ def test_a_long_poll_with_the_current_etag_answers_304_when_nothing_changed(tran
     response = api.get(f"{JOBS}/{job.id}", {"wait": "1"}, HTTP_IF_NONE_MATCH=etag)
 
     assert response.status_code == 304
-    assert 0.9 < time.monotonic() - started < 3
+    assert 0.9 < time.monotonic() - started < 10  # it waited the second asked, and then answered
 
 
 def test_a_long_poll_with_the_current_etag_wakes_with_the_change(transactional_db, user):
@@ -289,7 +292,7 @@ def test_past_the_waiter_bound_a_poll_answers_at_once(transactional_db, user, se
     response = client_for(user).get(f"{JOBS}/{job.id}", {"wait": "10"})
 
     assert response.status_code == 200
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 8  # well short of the 10 s asked: it did not wait
 
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
@@ -304,7 +307,7 @@ def test_with_redis_unreachable_a_poll_answers_at_once(transactional_db, user, s
 
     assert response.status_code == 200
     assert response.json()["status"] == "running"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 8  # well short of the 10 s asked: it did not wait
 
 
 # --- who rings the doorbell -----------------------------------------------------------------
@@ -335,7 +338,7 @@ def doorbell() -> Any:
 def test_claiming_a_job_rings_its_doorbell_after_the_commit(transactional_db, user, doorbell):
     job = JobFactory(owner=user)
 
-    claim = services.job_claim(job_id=str(job.id), worker="w1")
+    claim = lifecycle.job_claim(job_id=str(job.id), worker="w1")
 
     assert claim is not None
     assert doorbell() == {notify.job_channel(job.id)}
@@ -346,9 +349,9 @@ def test_a_claim_succeeds_quickly_even_when_redis_is_unreachable(transactional_d
     job = JobFactory(owner=user)
 
     started = time.monotonic()
-    claim = services.job_claim(job_id=str(job.id), worker="w1")
+    claim = lifecycle.job_claim(job_id=str(job.id), worker="w1")
 
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3  # no retry loop against the unreachable Redis
 
     assert claim is not None
     assert Job.objects.get(id=job.id).status == JobStatus.RUNNING
@@ -357,17 +360,17 @@ def test_a_claim_succeeds_quickly_even_when_redis_is_unreachable(transactional_d
 
 def test_finishing_retrying_and_cancelling_ring_the_doorbell(transactional_db, user, doorbell):
     finished = JobFactory(owner=user)
-    claim = services.job_claim(job_id=str(finished.id), worker="w1")
+    claim = lifecycle.job_claim(job_id=str(finished.id), worker="w1")
     doorbell()
-    services.job_succeed(claim=claim, result={})
+    lifecycle.job_succeed(claim=claim, result={})
     assert doorbell() == {notify.job_channel(finished.id)}
 
     retried = JobFactory(owner=user, max_attempts=3)
-    claim = services.job_claim(job_id=str(retried.id), worker="w1")
+    claim = lifecycle.job_claim(job_id=str(retried.id), worker="w1")
     doorbell()
-    services.job_fail_attempt(claim=claim, failure=services.AttemptFailure("Boom", "boom"))
+    lifecycle.job_fail_attempt(claim=claim, failure=lifecycle.AttemptFailure("Boom", "boom"))
     assert doorbell() == {notify.job_channel(retried.id)}
 
     cancelled = JobFactory(owner=user)
-    services.job_cancel(job=cancelled)
+    lifecycle.job_cancel(job=cancelled)
     assert doorbell() == {notify.job_channel(cancelled.id)}

@@ -18,10 +18,10 @@ from jsonschema.exceptions import SchemaError
 
 from apps.core.errors import InvalidInput
 from apps.deadletters.models import DeadLetter
-from apps.jobs import reconciler, services
+from apps.jobs import lifecycle, reconciler
+from apps.jobs.lifecycle import AttemptFailure
 from apps.jobs.models import Job, JobAttempt, JobStatus, JobStep
 from apps.jobs.registry import Kind, Registry, UnknownKind, registry
-from apps.jobs.services import AttemptFailure
 from tests.conftest import json_roundtrip
 from tests.factories import JobFactory
 
@@ -118,7 +118,7 @@ def test_payload_errors_lists_every_error_with_its_path():
 
 
 def test_job_validate_fills_in_the_kinds_defaults():
-    k, priority, max_attempts = services.job_validate(kind="diagnostics.flaky", payload={"fail_times": 0})
+    k, priority, max_attempts = lifecycle.job_validate(kind="diagnostics.flaky", payload={"fail_times": 0})
 
     assert k is registry.get("diagnostics.flaky")
     assert (priority, max_attempts) == ("default", 5)
@@ -126,7 +126,9 @@ def test_job_validate_fills_in_the_kinds_defaults():
 
 @pytest.mark.parametrize("max_attempts", [1, 5])
 def test_job_validate_accepts_max_attempts_within_the_kinds_bound(max_attempts):
-    _, _, chosen = services.job_validate(kind="diagnostics.flaky", payload={"fail_times": 0}, max_attempts=max_attempts)
+    _, _, chosen = lifecycle.job_validate(
+        kind="diagnostics.flaky", payload={"fail_times": 0}, max_attempts=max_attempts
+    )
 
     assert chosen == max_attempts
 
@@ -134,7 +136,7 @@ def test_job_validate_accepts_max_attempts_within_the_kinds_bound(max_attempts):
 @pytest.mark.parametrize("max_attempts", [0, -3, 6])
 def test_job_validate_refuses_max_attempts_outside_the_kinds_bound(max_attempts):
     with pytest.raises(InvalidInput) as raised:
-        services.job_validate(kind="diagnostics.flaky", payload={"fail_times": 0}, max_attempts=max_attempts)
+        lifecycle.job_validate(kind="diagnostics.flaky", payload={"fail_times": 0}, max_attempts=max_attempts)
 
     assert raised.value.code == "invalid_max_attempts"
     assert "between 1 and 5" in raised.value.message
@@ -151,7 +153,7 @@ def test_job_validate_refuses_max_attempts_outside_the_kinds_bound(max_attempts)
 )
 def test_job_validate_refuses_a_bad_submission_with_a_stable_code(arguments, code):
     with pytest.raises(InvalidInput) as raised:
-        services.job_validate(**arguments)
+        lifecycle.job_validate(**arguments)
 
     assert raised.value.code == code
     assert raised.value.status_code == 400
@@ -165,7 +167,7 @@ def test_backoff_stays_between_half_a_step_and_a_step(attempt):
     base, cap = 2.0, 1000.0
     step = min(cap, base * 2 ** (attempt - 1))
 
-    delays = [services.backoff_seconds(attempt, base=base, cap=cap, rng=random.Random(seed)) for seed in range(50)]
+    delays = [lifecycle.backoff_seconds(attempt, base=base, cap=cap, rng=random.Random(seed)) for seed in range(50)]
 
     assert all(step / 2 <= d <= step for d in delays)
 
@@ -173,20 +175,20 @@ def test_backoff_stays_between_half_a_step_and_a_step(attempt):
 def test_backoff_grows_with_each_attempt():
     rng = random.Random(7)
 
-    delays = [services.backoff_seconds(a, base=1.0, cap=10_000.0, rng=rng) for a in range(1, 10)]
+    delays = [lifecycle.backoff_seconds(a, base=1.0, cap=10_000.0, rng=rng) for a in range(1, 10)]
 
     assert delays == sorted(delays)
     assert delays[-1] > 100 * delays[0] / 2
 
 
 def test_backoff_is_capped():
-    delays = [services.backoff_seconds(a, base=1.0, cap=30.0, rng=random.Random(a)) for a in range(6, 60)]
+    delays = [lifecycle.backoff_seconds(a, base=1.0, cap=30.0, rng=random.Random(a)) for a in range(6, 60)]
 
     assert all(15.0 <= d <= 30.0 for d in delays)
 
 
 def test_backoff_is_jittered():
-    delays = {services.backoff_seconds(3, base=1.0, cap=60.0, rng=random.Random(seed)) for seed in range(10)}
+    delays = {lifecycle.backoff_seconds(3, base=1.0, cap=60.0, rng=random.Random(seed)) for seed in range(10)}
 
     assert len(delays) == 10
 
@@ -195,11 +197,11 @@ def test_backoff_is_jittered():
 
 
 def submitted(user: Any, kind: str = "diagnostics.noop", payload: dict | None = None, **options: Any) -> Job:
-    return services.job_submit(owner=user, kind=kind, payload=payload or {}, **options)
+    return lifecycle.job_submit(owner=user, kind=kind, payload=payload or {}, **options)
 
 
-def claim(job: Job, worker: str = "worker-1") -> services.Claim:
-    c = services.job_claim(job_id=str(job.id), worker=worker)
+def claim(job: Job, worker: str = "worker-1") -> lifecycle.Claim:
+    c = lifecycle.job_claim(job_id=str(job.id), worker=worker)
     assert c is not None
     return c
 
@@ -244,7 +246,7 @@ def test_a_duplicate_message_finds_nothing_to_claim(user):
     job = submitted(user)
     claim(job)
 
-    assert services.job_claim(job_id=str(job.id), worker="worker-2") is None
+    assert lifecycle.job_claim(job_id=str(job.id), worker="worker-2") is None
     job.refresh_from_db()
     assert job.attempts == 1
     assert job.worker == "worker-1"
@@ -255,7 +257,7 @@ def test_a_duplicate_message_finds_nothing_to_claim(user):
 def test_a_job_that_is_not_queued_cannot_be_claimed(user, status):
     job = JobFactory(owner=user, status=status)
 
-    assert services.job_claim(job_id=str(job.id), worker="w") is None
+    assert lifecycle.job_claim(job_id=str(job.id), worker="w") is None
     job.refresh_from_db()
     assert job.status == status
     assert job.attempts == 0
@@ -263,22 +265,22 @@ def test_a_job_that_is_not_queued_cannot_be_claimed(user, status):
 
 
 def test_a_job_that_does_not_exist_cannot_be_claimed(db):
-    assert services.job_claim(job_id=str(uuid.uuid4()), worker="w") is None
+    assert lifecycle.job_claim(job_id=str(uuid.uuid4()), worker="w") is None
 
 
 def test_a_job_whose_run_at_is_still_ahead_cannot_be_claimed_yet(user):
     later = submitted(user, run_at=timezone.now() + timedelta(minutes=5))
     due = JobFactory(owner=user, run_at=timezone.now() - timedelta(seconds=1))
 
-    assert services.job_claim(job_id=str(later.id), worker="w") is None
-    assert services.job_claim(job_id=str(due.id), worker="w") is not None
+    assert lifecycle.job_claim(job_id=str(later.id), worker="w") is None
+    assert lifecycle.job_claim(job_id=str(due.id), worker="w") is not None
 
 
 def test_succeeding_records_the_result_and_closes_the_attempt(user):
     job = submitted(user)
     c = claim(job)
 
-    assert services.job_succeed(claim=c, result={"made": 3}) is True
+    assert lifecycle.job_succeed(claim=c, result={"made": 3}) is True
 
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
@@ -290,7 +292,7 @@ def test_succeeding_records_the_result_and_closes_the_attempt(user):
     assert attempt.outcome == JobAttempt.Outcome.SUCCEEDED
     assert attempt.finished_at == job.finished_at
     assert attempt.duration_ms is not None
-    assert services.job_claim(job_id=str(job.id), worker="w") is None  # a succeeded job never runs again
+    assert lifecycle.job_claim(job_id=str(job.id), worker="w") is None  # a succeeded job never runs again
 
 
 def test_a_stale_attempt_cannot_write_over_the_attempt_that_replaced_it(user):
@@ -298,12 +300,12 @@ def test_a_stale_attempt_cannot_write_over_the_attempt_that_replaced_it(user):
     old = claim(job, worker="zombie")
     Job.objects.filter(id=job.id).update(status=JobStatus.QUEUED)  # its lease was handed on
     new = claim(job, worker="worker-2")
-    assert services.job_report_progress(claim=new, percent=40, message="halfway")
+    assert lifecycle.job_report_progress(claim=new, percent=40, message="halfway")
 
-    assert services.job_succeed(claim=old, result={"from": "zombie"}) is False
-    assert services.job_fail_attempt(claim=old, failure=AttemptFailure("Boom", "late")) == "stale"
-    assert services.job_heartbeat(claim=old) is False
-    assert services.job_report_progress(claim=old, percent=99) is False
+    assert lifecycle.job_succeed(claim=old, result={"from": "zombie"}) is False
+    assert lifecycle.job_fail_attempt(claim=old, failure=AttemptFailure("Boom", "late")) == "stale"
+    assert lifecycle.job_heartbeat(claim=old) is False
+    assert lifecycle.job_report_progress(claim=old, percent=99) is False
 
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
@@ -313,8 +315,8 @@ def test_a_stale_attempt_cannot_write_over_the_attempt_that_replaced_it(user):
     assert job.error_type == ""
     assert (job.progress_percent, job.progress_message) == (40.0, "halfway")
     assert attempts_of(job) == []  # the zombie wrote nothing, not even its attempt
-    assert services.job_heartbeat(claim=new) is True
-    assert services.job_succeed(claim=new, result={"from": "worker-2"}) is True
+    assert lifecycle.job_heartbeat(claim=new) is True
+    assert lifecycle.job_succeed(claim=new, result={"from": "worker-2"}) is True
     assert attempts_of(job) == [(2, "succeeded")]
 
 
@@ -323,7 +325,9 @@ def test_a_retryable_failure_waits_out_a_backoff_then_retries(user):
     c = claim(job)
     before = timezone.now()
 
-    status = services.job_fail_attempt(claim=c, failure=AttemptFailure("RetryableError", "try later", "Traceback: ..."))
+    status = lifecycle.job_fail_attempt(
+        claim=c, failure=AttemptFailure("RetryableError", "try later", "Traceback: ...")
+    )
 
     assert status == "retrying"
     job.refresh_from_db()
@@ -337,7 +341,7 @@ def test_a_retryable_failure_waits_out_a_backoff_then_retries(user):
     attempt = JobAttempt.objects.get(job=job)
     assert (attempt.outcome, attempt.error_type, attempt.error_message) == ("failed", "RetryableError", "try later")
     assert not DeadLetter.objects.exists()
-    assert services.job_claim(job_id=str(job.id), worker="w") is None  # not before its backoff
+    assert lifecycle.job_claim(job_id=str(job.id), worker="w") is None  # not before its backoff
 
 
 def test_a_job_is_parked_as_a_dead_letter_after_its_last_attempt(user, django_capture_on_commit_callbacks):
@@ -348,7 +352,7 @@ def test_a_job_is_parked_as_a_dead_letter_after_its_last_attempt(user, django_ca
         assert c.attempt == attempt
         with django_capture_on_commit_callbacks(execute=True):
             statuses.append(
-                services.job_fail_attempt(claim=c, failure=AttemptFailure("RetryableError", f"failure {attempt}"))
+                lifecycle.job_fail_attempt(claim=c, failure=AttemptFailure("RetryableError", f"failure {attempt}"))
             )
         if attempt < 3:
             requeue(job)
@@ -377,7 +381,7 @@ def test_a_permanent_error_fails_the_job_at_once_with_a_dead_letter(user):
     job = submitted(user, "diagnostics.flaky", {"fail_times": 1, "permanent": True})
     c = claim(job)
 
-    status = services.job_fail_attempt(claim=c, failure=AttemptFailure("PermanentError", "bad", permanent=True))
+    status = lifecycle.job_fail_attempt(claim=c, failure=AttemptFailure("PermanentError", "bad", permanent=True))
 
     assert status == "failed"
     job.refresh_from_db()
@@ -393,13 +397,13 @@ def test_cancelling_a_running_job_asks_and_the_attempt_ends_cancelled(user):
     job = submitted(user, "diagnostics.sleep", {"seconds": 60})
     c = claim(job)
 
-    services.job_cancel(job=job)
+    lifecycle.job_cancel(job=job)
 
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     assert job.cancel_requested_at is not None
-    assert services.job_cancel_requested(claim=c) is True
-    assert services.job_fail_attempt(claim=c, failure=AttemptFailure("JobCancelled", "stop", cancelled=True)) == (
+    assert lifecycle.job_cancel_requested(claim=c) is True
+    assert lifecycle.job_fail_attempt(claim=c, failure=AttemptFailure("JobCancelled", "stop", cancelled=True)) == (
         "cancelled"
     )
     job.refresh_from_db()
@@ -412,9 +416,9 @@ def test_cancelling_a_running_job_asks_and_the_attempt_ends_cancelled(user):
 def test_a_failure_after_a_cancel_request_cancels_instead_of_retrying(user):
     job = submitted(user, "diagnostics.flaky", {"fail_times": 3})
     c = claim(job)
-    services.job_cancel(job=job)
+    lifecycle.job_cancel(job=job)
 
-    assert services.job_fail_attempt(claim=c, failure=AttemptFailure("RetryableError", "x")) == "cancelled"
+    assert lifecycle.job_fail_attempt(claim=c, failure=AttemptFailure("RetryableError", "x")) == "cancelled"
     assert not DeadLetter.objects.exists()
 
 
@@ -427,13 +431,13 @@ def test_a_recorded_step_runs_once_and_a_retry_gets_its_result_back(user):
         return {"charge_id": f"ch_{len(calls)}"}
 
     first = claim(job)
-    assert services.job_step_once(claim=first, name="charge", effect=charge) == {"charge_id": "ch_1"}
-    services.job_fail_attempt(claim=first, failure=AttemptFailure("RetryableError", "after the charge"))
+    assert lifecycle.job_step_once(claim=first, name="charge", effect=charge) == {"charge_id": "ch_1"}
+    lifecycle.job_fail_attempt(claim=first, failure=AttemptFailure("RetryableError", "after the charge"))
     requeue(job)
     second = claim(job)
 
-    assert services.job_step_once(claim=second, name="charge", effect=charge) == {"charge_id": "ch_1"}
-    assert services.job_step_once(claim=second, name="refund-check", effect=lambda: None) is None
+    assert lifecycle.job_step_once(claim=second, name="charge", effect=charge) == {"charge_id": "ch_1"}
+    assert lifecycle.job_step_once(claim=second, name="refund-check", effect=lambda: None) is None
     assert len(calls) == 1
     step = JobStep.objects.get(job=job, name="charge")
     assert (step.attempt, step.result) == (1, {"charge_id": "ch_1"})
@@ -448,7 +452,7 @@ def test_a_published_job_crosses_the_broker_as_its_id_in_json(user, django_captu
     assert message["kwargs"] == {}
     assert json_roundtrip(message["args"]) == [str(job.id)]
     # The worker's side accepts exactly what crossed the broker.
-    c = services.job_claim(job_id=json_roundtrip(message["args"])[0], worker="w")
+    c = lifecycle.job_claim(job_id=json_roundtrip(message["args"])[0], worker="w")
     assert c is not None
     assert json_roundtrip(c.payload) == {"seconds": 1}
 
@@ -553,11 +557,11 @@ def test_a_step_with_a_long_name_still_runs_only_once(user):
     name = "send-invoice-" + "x" * 250
     calls = []
     first = claim(job)
-    services.job_step_once(claim=first, name=name, effect=lambda: calls.append(1) or len(calls))
-    services.job_fail_attempt(claim=first, failure=AttemptFailure("RetryableError", "after the step"))
+    lifecycle.job_step_once(claim=first, name=name, effect=lambda: calls.append(1) or len(calls))
+    lifecycle.job_fail_attempt(claim=first, failure=AttemptFailure("RetryableError", "after the step"))
     requeue(job)
     second = claim(job)
 
-    services.job_step_once(claim=second, name=name, effect=lambda: calls.append(1) or len(calls))
+    lifecycle.job_step_once(claim=second, name=name, effect=lambda: calls.append(1) or len(calls))
 
     assert len(calls) == 1

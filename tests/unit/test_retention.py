@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from apps.deadletters import retention as letter_retention
 from apps.deadletters.models import DeadLetter
 from apps.jobs import retention
 from apps.jobs.models import Job, JobAttempt, JobStatus, JobStep
@@ -123,9 +124,9 @@ def test_a_dead_letter_is_pruned_only_when_resolved_before_its_cutoff(old, monke
     resolved_lately = letter(finished_job(old), DeadLetter.State.REDRIVEN, resolved_at=timezone.now())
     goes = letter(finished_job(old), DeadLetter.State.DISCARDED, resolved_at=old)
     monkeypatch.setattr(
-        retention, "_letter_ids_to_prune", lambda cutoff, batch: [still_open.id, resolved_lately.id, goes.id]
+        letter_retention, "_letter_ids_to_prune", lambda cutoff, batch: [still_open.id, resolved_lately.id, goes.id]
     )
 
-    assert retention.dead_letters_prune_resolved(now=timezone.now(), batch=100) == 1
+    assert letter_retention.dead_letters_prune_resolved(now=timezone.now(), batch=100) == 1
 
     assert set(DeadLetter.objects.values_list("id", flat=True)) == {still_open.id, resolved_lately.id}

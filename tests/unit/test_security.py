@@ -67,7 +67,7 @@ def test_someone_elses_job_is_404_on_every_endpoint(api, strangers_job, index):
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "job_not_found"
     assert str(strangers_job.id) not in response.content.decode()
-    assert time.monotonic() - started < 2  # a wait on someone else's job does not wait
+    assert time.monotonic() - started < 4  # a wait (5 s asked) on someone else's job does not wait
     strangers_job.refresh_from_db()
     assert strangers_job.status == JobStatus.SUCCEEDED
 
@@ -256,7 +256,7 @@ def test_no_token_reaches_any_log_record(db, caplog, django_capture_on_commit_ca
     APIClient().get("/api/v1/jobs", HTTP_AUTHORIZATION=f"Token {wrong}")
     APIClient().get("/api/v1/jobs", HTTP_AUTHORIZATION=f"Bearer {token}")
     # A server error logs an ERROR with its traceback, and Django logs the failed request.
-    monkeypatch.setattr("apps.jobs.services.job_submit", lambda **kwargs: 1 / 0)
+    monkeypatch.setattr("apps.jobs.lifecycle.job_submit", lambda **kwargs: 1 / 0)
     failed = client.post("/api/v1/jobs", {"kind": "diagnostics.noop", "payload": {}}, format="json")
 
     assert failed.status_code == 500

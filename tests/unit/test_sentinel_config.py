@@ -4,18 +4,23 @@ redis-py connects lazily. tests/chaos/test_sentinel.py runs them through a real 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCacheClient
 from kombu import Connection
+from kombu.utils.json import loads
 from kombu.utils.url import _parse_url
 from redis.connection import ConnectionPool
 from redis.sentinel import SentinelConnectionPool
 
+from apps.core import redis as platform_redis
 from apps.core.cache import SentinelRedisCacheClient
-from apps.jobs import broker
-from apps.jobs.broker import SentinelURL, redis_client_for, sentinel_url_parse
+from apps.core.redis import SentinelURL, redis_client_for, sentinel_url_parse
 
 THREE = "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380;sentinel://10.0.0.3/0"
 
@@ -102,10 +107,10 @@ def test_a_redis_url_gets_a_plain_client():
 
 def test_the_platform_client_follows_the_settings_and_fails_fast_under_sentinel(settings):
     settings.REDIS_URL, settings.REDIS_SENTINEL_MASTER = THREE, "jobs"
-    broker.reset_redis_client()
+    platform_redis.reset_redis_client()
     try:
-        client = broker.redis_client()
-        assert broker.redis_client() is client
+        client = platform_redis.redis_client()
+        assert platform_redis.redis_client() is client
         pool = client.connection_pool
         assert isinstance(pool, SentinelConnectionPool)
         assert pool.service_name == "jobs"
@@ -115,19 +120,40 @@ def test_the_platform_client_follows_the_settings_and_fails_fast_under_sentinel(
         assert pool.sentinel_manager.sentinel_kwargs["retry"] is retry  # the sentinels too
 
         settings.REDIS_SENTINEL_MASTER = "other"
-        assert broker.redis_client().connection_pool.service_name == "other"
-        broker.reset_redis_client()
-        assert broker.redis_client() is not client
+        assert platform_redis.redis_client().connection_pool.service_name == "other"
+        platform_redis.reset_redis_client()
+        assert platform_redis.redis_client() is not client
     finally:
-        broker.reset_redis_client()
+        platform_redis.reset_redis_client()
+
+
+def celery_settings_for(redis_url: str) -> dict:
+    """config.settings.celery as a process with this REDIS_URL would read it."""
+    env = {**os.environ, "REDIS_URL": redis_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s; "
+        "from kombu.utils.json import dumps; "
+        "print(dumps([s.REDIS_SENTINEL_MASTER, s.CELERY_BROKER_TRANSPORT_OPTIONS]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    master, options = loads(out.stdout.strip().splitlines()[-1])  # as a stats reply is read
+    return {"master": master, "options": options}
 
 
 def test_the_broker_asks_the_sentinels_for_the_same_master():
-    options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    assert options["master_name"] == django_settings.REDIS_SENTINEL_MASTER
+    read = celery_settings_for(THREE)
+    options = read["options"]
+    assert options["master_name"] == read["master"]
     assert {"socket_timeout", "socket_connect_timeout"} <= set(options["sentinel_kwargs"])
-    # One try per sentinel: a dead one listed first must not cost every connection seconds.
-    assert options["sentinel_kwargs"]["retry"].get_retries() == 0
+    # One try per sentinel (a dead one listed first must not cost every connection seconds),
+    # and the options still cross JSON, as a worker's `stats` reply sends them.
+    assert options["sentinel_kwargs"]["retry"] == "Retry(NoBackoff, 0)"
+
+
+def test_a_plain_redis_broker_carries_no_sentinel_options():
+    options = celery_settings_for("redis://127.0.0.1:6379/0")["options"]
+    assert "master_name" not in options
+    assert "sentinel_kwargs" not in options
 
 
 def test_the_cache_talks_to_the_master_the_sentinels_name(settings):
@@ -161,4 +187,4 @@ def test_the_worker_keeps_kombus_sentinel_transport():
     use_shared_client_transport(conf=sentinel)
     use_shared_client_transport(conf=plain)
     assert sentinel.broker_transport is None
-    assert plain.broker_transport == "apps.jobs.transport:Transport"
+    assert plain.broker_transport == "workers.transport:Transport"

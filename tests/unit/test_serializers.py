@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIRequestFactory
 
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt
 from apps.jobs.serializers import AttemptOutput, JobDetailOutput, JobOutput
 from tests.factories import UserFactory
@@ -19,7 +19,7 @@ from tests.factories import UserFactory
 
 def _jobs_in_every_state() -> list[Job]:
     owner = UserFactory()
-    submit = services.job_submit
+    submit = lifecycle.job_submit
 
     queued = submit(owner=owner, kind="diagnostics.noop", payload={})
     scheduled = submit(
@@ -30,23 +30,23 @@ def _jobs_in_every_state() -> list[Job]:
         run_at=timezone.now() + timedelta(hours=1),
     )
     running = submit(owner=owner, kind="diagnostics.sleep", payload={"seconds": 0.5})
-    services.job_claim(job_id=str(running.id), worker="w1")
+    lifecycle.job_claim(job_id=str(running.id), worker="w1")
     Job.objects.filter(id=running.id).update(progress_percent=42.5, progress_message="half way")
 
     succeeded = submit(owner=owner, kind="diagnostics.noop", payload={})
-    claim = services.job_claim(job_id=str(succeeded.id), worker="w1")
-    services.job_succeed(claim=claim, result={"answer": 42, "list": ["é", 1.5, True]})
+    claim = lifecycle.job_claim(job_id=str(succeeded.id), worker="w1")
+    lifecycle.job_succeed(claim=claim, result={"answer": 42, "list": ["é", 1.5, True]})
 
     retrying = submit(owner=owner, kind="diagnostics.noop", payload={}, max_attempts=3)
-    claim = services.job_claim(job_id=str(retrying.id), worker="w1")
-    services.job_fail_attempt(claim=claim, failure=services.AttemptFailure("ValueError", "bad luck"))
+    claim = lifecycle.job_claim(job_id=str(retrying.id), worker="w1")
+    lifecycle.job_fail_attempt(claim=claim, failure=lifecycle.AttemptFailure("ValueError", "bad luck"))
 
     failed = submit(owner=owner, kind="diagnostics.noop", payload={}, max_attempts=1)
-    claim = services.job_claim(job_id=str(failed.id), worker="w1")
-    services.job_fail_attempt(claim=claim, failure=services.AttemptFailure("KeyError", "gone", permanent=True))
+    claim = lifecycle.job_claim(job_id=str(failed.id), worker="w1")
+    lifecycle.job_fail_attempt(claim=claim, failure=lifecycle.AttemptFailure("KeyError", "gone", permanent=True))
 
     cancelled = submit(owner=owner, kind="diagnostics.noop", payload={}, priority="low")
-    services.job_cancel(job=cancelled)
+    lifecycle.job_cancel(job=cancelled)
 
     ids = [job.id for job in (queued, scheduled, running, succeeded, retrying, failed, cancelled)]
     from_db = {job.id: job for job in Job.objects.filter(id__in=ids)}

@@ -208,12 +208,12 @@ def test_a_retry_with_a_value_other_than_the_default_is_still_422(api):
 
 def test_a_key_stored_with_the_fingerprint_of_the_arguments_as_given_still_replays(api, user):
     """Keys written before defaults were applied to the fingerprint live 24 hours more."""
-    from apps.jobs import services
+    from apps.jobs import lifecycle
     from apps.jobs.models import IdempotencyKey
 
     body = {"kind": "diagnostics.sleep", "payload": {"seconds": 1}}
     first = api.post(JOBS, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
-    legacy = services.request_fingerprint(
+    legacy = lifecycle.request_fingerprint(
         kind="diagnostics.sleep", payload={"seconds": 1}, priority=None, run_at=None, max_attempts=None, callback_url=""
     )
     IdempotencyKey.objects.filter(owner=user, key="k-1").update(fingerprint=legacy)
@@ -456,10 +456,10 @@ def test_progress_comes_rounded_to_two_decimals(api, user):
 
 
 def test_a_running_job_shows_its_running_attempt(api, user):
-    from apps.jobs import services
+    from apps.jobs import lifecycle
 
-    job = services.job_submit(owner=user, kind="diagnostics.noop", payload={})
-    services.job_claim(job_id=str(job.id), worker="celery@w1")
+    job = lifecycle.job_submit(owner=user, kind="diagnostics.noop", payload={})
+    lifecycle.job_claim(job_id=str(job.id), worker="celery@w1")
 
     body = api.get(f"{JOBS}/{job.id}").json()
 

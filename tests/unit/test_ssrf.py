@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from apps.core.urlsafety import UnsafeURL, address_refusal, check_outbound_url
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job
 from apps.jobs.registry import Kind, registry
 from apps.webhooks.services import DELIVER_KIND
@@ -171,7 +171,7 @@ def test_the_catalogue_leaves_internal_kinds_out(api):
 
 def test_the_platform_itself_still_submits_its_internal_kinds(user, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.job_submit(owner=user, kind=DELIVER_KIND, payload=DELIVERY["payload"])
+        job = lifecycle.job_submit(owner=user, kind=DELIVER_KIND, payload=DELIVERY["payload"])
 
     assert job.kind == DELIVER_KIND
 

@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.core.errors import InvalidInput
 from apps.files import services as file_services
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job
 from apps.jobs.registry import registry
 from tests.factories import UserFactory
@@ -91,12 +91,12 @@ def test_an_idempotent_submission_checks_the_upload_too(api):
 
 def test_the_service_runs_the_hook_after_the_schema(user):
     with pytest.raises(InvalidInput) as caught:
-        services.job_validate(kind="images.thumbnail", payload=thumbnail_of(str(uuid.uuid4()))["payload"], owner=user)
+        lifecycle.job_validate(kind="images.thumbnail", payload=thumbnail_of(str(uuid.uuid4()))["payload"], owner=user)
 
     assert caught.value.code == "unknown_upload"
     # A payload the schema refuses never reaches the hook (no query on a malformed id).
     with pytest.raises(InvalidInput) as malformed:
-        services.job_validate(kind="images.thumbnail", payload={"upload_id": "nope", "sizes": [32]}, owner=user)
+        lifecycle.job_validate(kind="images.thumbnail", payload={"upload_id": "nope", "sizes": [32]}, owner=user)
     assert malformed.value.code == "invalid_payload"
 
 
@@ -104,18 +104,18 @@ def test_an_inline_image_needs_no_query(user, django_assert_num_queries):
     payload = {"image_base64": "aGk=", "sizes": [32]}
 
     with django_assert_num_queries(0):
-        services.job_validate(kind="images.thumbnail", payload=payload, owner=user)
+        lifecycle.job_validate(kind="images.thumbnail", payload=payload, owner=user)
 
 
 def test_a_kind_without_the_hook_costs_no_query(user, django_assert_num_queries):
     assert registry.get("diagnostics.noop").check_payload is None
 
     with django_assert_num_queries(0):
-        services.job_validate(kind="diagnostics.noop", payload={}, owner=user)
+        lifecycle.job_validate(kind="diagnostics.noop", payload={}, owner=user)
 
 
 def test_an_upload_reference_costs_one_query(user, django_assert_num_queries):
     payload = {"upload_id": stored_upload(user), "sizes": [32]}
 
     with django_assert_num_queries(1):
-        services.job_validate(kind="images.thumbnail", payload=payload, owner=user)
+        lifecycle.job_validate(kind="images.thumbnail", payload=payload, owner=user)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from apps.core.text import clean_json, clean_text
 from apps.deadletters.models import DeadLetter
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt, JobStatus, JobStep
 from apps.jobs.registry import PermanentError, registry
 from apps.webhooks import services as webhooks
@@ -90,7 +90,7 @@ def handler(monkeypatch):
 
 
 def flaky_job() -> Job:
-    return services.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 0})
+    return lifecycle.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 0})
 
 
 @pytest.mark.django_db(transaction=True)
@@ -148,7 +148,7 @@ def test_a_retryable_error_with_nul_is_a_retry_not_a_lost_attempt(handler):
 def test_a_lost_attempts_record_is_cleaned(db):
     job = JobFactory(status=JobStatus.RUNNING, attempts=1, started_at=timezone.now())
 
-    services.record_lost_attempt(
+    lifecycle.record_lost_attempt(
         job=job, now=timezone.now(), outcome="lost", error_type="Worker\x00Lost", error_message=DIRTY
     )
 

@@ -48,7 +48,7 @@ def test_the_last_window_weighs_by_how_much_of_it_still_overlaps(throttle):
 
 
 def test_the_stored_state_stays_small_whatever_the_rate(throttle, settings):
-    from apps.jobs.broker import redis_client
+    from apps.core.redis import redis_client
 
     settings.API_THROTTLE_RATE = "100000/min"
     busy = ClientRateThrottle()

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from apps.jobs import services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from tests.factories import UserFactory
 
@@ -20,16 +20,16 @@ WORKER = "celery@host-a"  # one worker; its pool processes differ by pid only
 
 
 def seed(pid: int, task_id: str | None = None) -> str:
-    return services.lease_seed(task_id=task_id or str(uuid.uuid4()), worker=WORKER, pid=pid)
+    return lifecycle.lease_seed(task_id=task_id or str(uuid.uuid4()), worker=WORKER, pid=pid)
 
 
 @pytest.fixture
 def job() -> Job:
-    return services.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 0})
+    return lifecycle.job_submit(owner=UserFactory(), kind="diagnostics.flaky", payload={"fail_times": 0})
 
 
-def claim(job: Job, seed: str | None) -> services.Claim:
-    c = services.job_claim(job_id=str(job.id), worker=WORKER, seed=seed)
+def claim(job: Job, seed: str | None) -> lifecycle.Claim:
+    c = lifecycle.job_claim(job_id=str(job.id), worker=WORKER, seed=seed)
     assert c is not None
     return c
 
@@ -45,7 +45,7 @@ def test_the_claims_lease_token_can_be_rebuilt_from_its_seed(job):
     c = claim(job, s)
 
     job.refresh_from_db()
-    assert job.lease_token == services.lease_token_for(s, 1)
+    assert job.lease_token == lifecycle.lease_token_for(s, 1)
     assert c.lease_token == str(job.lease_token)
 
 
@@ -58,8 +58,8 @@ def test_each_claim_of_one_message_gets_its_own_token(job):
     second = claim(job, s)
 
     assert first.lease_token != second.lease_token
-    assert services.job_succeed(claim=first, result={"from": "zombie"}) is False
-    assert services.job_succeed(claim=second, result={"from": "second"}) is True
+    assert lifecycle.job_succeed(claim=first, result={"from": "zombie"}) is False
+    assert lifecycle.job_succeed(claim=second, result={"from": "second"}) is True
 
 
 def test_a_claim_without_a_seed_still_gets_a_fresh_token(job, django_assert_num_queries):
@@ -82,14 +82,14 @@ def test_the_timeout_of_a_stalled_attempt_leaves_the_newer_attempt_of_the_same_w
     job.refresh_from_db()
     before = (job.status, job.lease_token, job.lease_expires_at, job.error_type, job.attempts)
 
-    status = services.job_attempt_timed_out(job_id=str(job.id), seed=stalled_seed, limit=2)
+    status = lifecycle.job_attempt_timed_out(job_id=str(job.id), seed=stalled_seed, limit=2)
 
     assert status == "stale"
     job.refresh_from_db()
     assert (job.status, job.lease_token, job.lease_expires_at, job.error_type, job.attempts) == before
     assert not JobAttempt.objects.filter(job=job).exists()
     # and the healthy attempt finishes as if nothing happened
-    assert services.job_succeed(claim=healthy, result={"ok": True}) is True
+    assert lifecycle.job_succeed(claim=healthy, result={"ok": True}) is True
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     assert list(JobAttempt.objects.filter(job=job).values_list("number", "outcome")) == [(2, "succeeded")]
@@ -99,7 +99,7 @@ def test_the_timeout_of_the_current_attempt_ends_that_attempt(job):
     s = seed(pid=101)
     c = claim(job, s)
 
-    status = services.job_attempt_timed_out(job_id=str(job.id), seed=s, limit=2)
+    status = lifecycle.job_attempt_timed_out(job_id=str(job.id), seed=s, limit=2)
 
     assert status == JobStatus.RETRYING
     job.refresh_from_db()
@@ -108,14 +108,14 @@ def test_the_timeout_of_the_current_attempt_ends_that_attempt(job):
     attempt = JobAttempt.objects.get(job=job)
     assert (attempt.number, attempt.outcome, attempt.worker) == (1, "failed", WORKER)
     # the killed child's late finish (it cannot have one, but a thread might) is refused
-    assert services.job_succeed(claim=c, result={}) is False
+    assert lifecycle.job_succeed(claim=c, result={}) is False
 
 
 def test_a_timeout_seen_after_the_job_finished_changes_nothing(job):
     s = seed(pid=101)
     c = claim(job, s)
-    assert services.job_succeed(claim=c, result={"ok": True})
+    assert lifecycle.job_succeed(claim=c, result={"ok": True})
 
-    assert services.job_attempt_timed_out(job_id=str(job.id), seed=s, limit=2) == "stale"
+    assert lifecycle.job_attempt_timed_out(job_id=str(job.id), seed=s, limit=2) == "stale"
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED

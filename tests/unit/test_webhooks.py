@@ -22,10 +22,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.errors import TooManyRequests
-from apps.jobs import services as job_services
+from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobStatus
 from apps.jobs.registry import PermanentError, RetryableError, registry
-from apps.jobs.signals import job_finished
+from apps.jobs.signals import job_finishing
 from apps.webhooks import services
 from apps.webhooks.models import WebhookSecret
 from apps.webhooks.signing import signature_header, verify_signature
@@ -160,7 +160,7 @@ def finished_job(owner: Any, **fields: Any) -> Job:
 
 
 def delivery_for(job: Job, url: str, *, owner: Any = None) -> tuple[HandlerContext, dict[str, Any]]:
-    """A delivery job row (as the receiver of job_finished makes it), its context and its
+    """A delivery job row (as the receiver of job_finishing makes it), its context and its
     payload as it crosses the broker."""
     payload = {"job_id": str(job.id), "url": url, "event": "job.finished"}
     delivery = JobFactory(
@@ -416,7 +416,7 @@ def test_a_job_that_ends_with_a_callback_url_gets_a_published_delivery_job_for_i
     job = JobFactory(owner=user, callback_url="http://127.0.0.1:9/hook", request_id="req-1")
 
     with django_capture_on_commit_callbacks(execute=True):
-        job_services.job_cancel(job=job)
+        lifecycle.job_cancel(job=job)
 
     delivery = Job.objects.get(kind=services.DELIVER_KIND)
     assert delivery.owner == user
@@ -431,9 +431,9 @@ def test_a_job_that_ends_with_a_callback_url_gets_a_published_delivery_job_for_i
 def test_no_delivery_is_made_without_a_callback_url_nor_for_a_delivery_itself(user, django_capture_on_commit_callbacks):
     plain = JobFactory(owner=user)
     with django_capture_on_commit_callbacks(execute=True):
-        job_services.job_cancel(job=plain)
+        lifecycle.job_cancel(job=plain)
 
-    job_finished.send(
+    job_finishing.send(
         sender=Job,
         job_id=str(plain.id),
         kind=services.DELIVER_KIND,
@@ -451,11 +451,11 @@ def test_a_webhook_is_not_lost_when_its_client_is_at_its_in_flight_limit(
     settings.CLIENT_MAX_IN_FLIGHT = 1
     JobFactory(owner=user)  # in flight: the client is at its limit
     with pytest.raises(TooManyRequests):
-        job_services.job_submit(owner=user, kind="diagnostics.noop", payload={})
+        lifecycle.job_submit(owner=user, kind="diagnostics.noop", payload={})
     job = JobFactory(owner=user, callback_url="http://127.0.0.1:9/hook")
 
     with django_capture_on_commit_callbacks(execute=True):
-        job_services.job_cancel(job=job)
+        lifecycle.job_cancel(job=job)
 
     delivery = Job.objects.get(kind=services.DELIVER_KIND)
     assert delivery.payload["job_id"] == str(job.id)
@@ -467,7 +467,7 @@ def test_a_delivery_that_cannot_be_made_is_logged_and_does_not_raise(db, caplog)
     missing = str(uuid.uuid4())
 
     with caplog.at_level(logging.ERROR, logger="apps.webhooks.receivers"):
-        job_finished.send(
+        job_finishing.send(
             sender=Job,
             job_id=missing,
             kind="diagnostics.noop",
@@ -577,14 +577,14 @@ def test_a_redirect_is_not_followed(user, allow_private, receiver):
 
 def test_a_receiver_that_does_not_answer_in_time_is_retried(user, allow_private, receiver):
     allow_private.WEBHOOK_TIMEOUT_SECONDS = 0.3
-    receiver.delay = 2.0
+    receiver.delay = 5.0
     ctx, payload = delivery_for(finished_job(user), receiver.url)
     started = time.monotonic()
 
     with pytest.raises(RetryableError, match=r"no answer within 0\.3 s"):
         deliver(ctx, payload)
 
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 4  # gave up well before the receiver's 5 s answer
 
 
 def test_a_refused_connection_is_retried(user, allow_private):

@@ -1,6 +1,7 @@
-"""A plain Redis client on the broker's server, for the platform's own keys (the broker
-sentinel, drain counters, concurrency slots, rate buckets, queue depths, metrics), and a way
-to send fire-and-forget writes in one round trip.
+"""The platform's Redis client: a plain client on the broker's server, for the platform's own
+keys (the broker sentinel, drain counters, concurrency slots, rate buckets, queue depths,
+metrics), every one under KEY_PREFIX (`key()`), and a way to send fire-and-forget writes in
+one round trip.
 
 In a worker's pool process those writes go behind (`write_behind_start`): a background thread
 sends them, several jobs' worth per round trip, while the job's process goes on to its next
@@ -34,6 +35,16 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 logger = logging.getLogger(__name__)
+
+# Every key the platform keeps in Redis starts with this; kombu's own (the queues, named by
+# the queues, and its bookkeeping) do not.
+KEY_PREFIX = "jobplatform:"
+
+
+def key(name: str) -> str:
+    """The platform's Redis key `name`: key("broker-sentinel") is "jobplatform:broker-sentinel"."""
+    return KEY_PREFIX + name
+
 
 _clients: dict[tuple[str, str, str], redis.Redis] = {}
 _batch: contextvars.ContextVar[list[Callable[[Pipeline], object]] | None] = contextvars.ContextVar(

@@ -1,0 +1,125 @@
+"""Submitting jobs: check, admit, create. `jobs_create` is the one creation path: the single
+submit, the idempotent one, the batch and every other app that makes jobs go through it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import InvalidInput
+from apps.jobs import signals
+from apps.jobs.lifecycle.admission import jobs_admit
+from apps.jobs.lifecycle.store import jobs_insert, new_job
+from apps.jobs.lifecycle.validation import CheckedJob, PriorityNotAllowed, job_check
+from apps.jobs.models import Job
+from apps.jobs.publish import JobMessage, job_publish_on_commit
+
+
+def jobs_create(*, owner: AbstractBaseUser, checked: list[CheckedJob], request_id: str = "") -> list[Job]:
+    """Write checked submissions with one statement and publish the due ones after the
+    commit; a `run_at` in the future holds a job in the database until the reconciler
+    publishes it when due. No admission check here (jobs_admit): a caller that creates a job
+    as the consequence of one already admitted (a webhook delivery) may skip it. Opens no
+    transaction: one job is one INSERT committed by itself, with no BEGIN and COMMIT round
+    trips around it; many are written inside the caller's transaction."""
+    now = timezone.now()
+    rows = [
+        new_job(
+            owner,
+            kind=job.k.name,
+            payload=job.payload,
+            priority=job.priority,
+            queue=job.queue,
+            max_attempts=job.max_attempts,
+            attempt_allowance=job.max_attempts,
+            # A microsecond apart, so the list (newest first) keeps a batch's order.
+            created_at=now + timedelta(microseconds=position),
+            run_at=job.run_at if job.run_at is not None and job.run_at > now else None,
+            request_id=request_id[:64],
+            callback_url=job.callback_url,
+        )
+        for position, job in enumerate(checked)
+    ]
+    jobs_insert(rows)
+    job_publish_on_commit(JobMessage.of(job) for job in rows if job.run_at is None)
+    transaction.on_commit(lambda: signals.jobs_submitted.send(sender=Job, jobs=rows))
+    return rows
+
+
+def job_submit(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    payload: Any,
+    priority: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    request_id: str = "",
+    callback_url: str = "",
+    from_client: bool = False,
+) -> Job:
+    """Commit a job and publish it after the commit. `from_client` (the API sets it) refuses
+    internal kinds and checks the payload's outbound URLs."""
+    checked = job_check(
+        owner=owner,
+        kind=kind,
+        payload=payload,
+        priority=priority,
+        max_attempts=max_attempts,
+        run_at=run_at,
+        callback_url=callback_url,
+        from_client=from_client,
+    )
+    jobs_admit(owner=owner, checked=[checked])
+    [job] = jobs_create(owner=owner, checked=[checked], request_id=request_id)
+    return job
+
+
+def job_submit_batch(
+    *, owner: AbstractBaseUser, jobs: list[dict[str, Any]], request_id: str = "", from_client: bool = False
+) -> list[Job]:
+    """Submit many jobs, all or nothing. Every job is checked first and a 400 names each bad
+    one by its index; the whole batch is admission-checked per queue (depth and the client's
+    in-flight count, each with that queue's share of the batch), written with one statement
+    in one transaction, and published together after the commit. Each item has the keys of
+    a single submission (kind, payload, priority, run_at, max_attempts, callback_url), and
+    `from_client` means what it means for job_submit."""
+    checked: list[CheckedJob] = []
+    errors: list[dict[str, Any]] = []
+    for index, spec in enumerate(jobs):
+        try:
+            checked.append(
+                job_check(
+                    owner=owner,
+                    kind=spec["kind"],
+                    payload=spec.get("payload", {}),
+                    priority=spec.get("priority"),
+                    max_attempts=spec.get("max_attempts"),
+                    run_at=spec.get("run_at"),
+                    callback_url=spec.get("callback_url"),
+                    from_client=from_client,
+                )
+            )
+        except PriorityNotAllowed as exc:
+            # Refused rather than malformed: the whole batch answers 403, naming the job.
+            raise PriorityNotAllowed(f"Job {index}: {exc.message}", details={"index": index, **exc.details}) from None
+        except InvalidInput as exc:
+            error = {"index": index, "code": exc.code, "message": exc.message}
+            if exc.details is not None:
+                error["details"] = exc.details
+            errors.append(error)
+    if errors:
+        first = errors[0]
+        raise InvalidInput(
+            f"{len(errors)} of {len(jobs)} jobs are not valid, so none was submitted. "
+            f"Job {first['index']}: {first['message']}",
+            code="invalid_batch",
+            details=errors,
+        )
+    jobs_admit(owner=owner, checked=checked)
+    with transaction.atomic():
+        return jobs_create(owner=owner, checked=checked, request_id=request_id)

@@ -1,0 +1,57 @@
+"""The API's input and output shapes. Input and output are separate serializers, so what a
+client sees is never an accident of the model. Every name is importable from here."""
+
+from apps.jobs.serializers.errors import ErrorDetailOutput, ErrorResponse
+from apps.jobs.serializers.inputs import (
+    BATCH_MAX_JOBS,
+    JobBatchSubmitInput,
+    JobListFilters,
+    JobSubmitInput,
+    StatusListField,
+    StrictInput,
+)
+from apps.jobs.serializers.outputs import (
+    JOB_FIELD_MAX_CHARS,
+    LARGE_FIELDS,
+    LIST_FIELD_MAX_CHARS,
+    AttemptOutput,
+    ErrorOutput,
+    JobBatchOutput,
+    JobDetailOutput,
+    JobListItemOutput,
+    JobOutput,
+    JobPageOutput,
+    KindListOutput,
+    KindOutput,
+    KindRetryOutput,
+    LinksOutput,
+    ProgressOutput,
+    list_include,
+)
+
+__all__ = [
+    "BATCH_MAX_JOBS",
+    "JOB_FIELD_MAX_CHARS",
+    "LARGE_FIELDS",
+    "LIST_FIELD_MAX_CHARS",
+    "AttemptOutput",
+    "ErrorDetailOutput",
+    "ErrorOutput",
+    "ErrorResponse",
+    "JobBatchOutput",
+    "JobBatchSubmitInput",
+    "JobDetailOutput",
+    "JobListFilters",
+    "JobListItemOutput",
+    "JobOutput",
+    "JobPageOutput",
+    "JobSubmitInput",
+    "KindListOutput",
+    "KindOutput",
+    "KindRetryOutput",
+    "LinksOutput",
+    "ProgressOutput",
+    "StatusListField",
+    "StrictInput",
+    "list_include",
+]
