@@ -267,7 +267,7 @@ def drain(stack: Stack, report: Report, sizes: Sizes) -> None:
         "What a platform job costs that a plain Celery task does not: two PostgreSQL statements, each its own "
         "committed transaction (the claim, UPDATE ... RETURNING, before the handler runs; the finish, one WITH "
         "UPDATE ... INSERT of the attempt, before the message is acknowledged; both prepared statements, pinned by "
-        "tests/unit/test_hot_paths.py), and a Redis pipeline of counters and doorbells sent behind the job by a "
+        "tests/unit/jobs/test_store.py), and a Redis pipeline of counters and doorbells sent behind the job by a "
         "thread of its process. Neither statement can move off the job's path without giving up a guarantee: "
         "the claim is what stops a second worker from running the job, and the finish must be durable before the "
         "message goes.",
@@ -452,7 +452,7 @@ def api(stack: Stack, report: Report, sizes: Sizes) -> None:
     report.note(
         2,
         "A submit is four SQL statements (the token's lookup, the client's in-flight count at most once a second, "
-        "the insert, the outbox mark after the publish; pinned by tests/unit/test_api_jobs.py; all but the count "
+        "the insert, the outbox mark after the publish; pinned by tests/unit/jobs/test_apis.py; all but the count "
         "prepared on the connection), two Redis round trips (the throttle; the queue depth with the cached "
         "in-flight count), the publish, and Django's and DRF's request handling (a plain submission's input and "
         "its answer are built without DRF's field machinery, held equal to DRF's by tests). At 16 clients the 2 "

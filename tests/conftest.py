@@ -13,6 +13,9 @@ from rest_framework.test import APIClient
 from tests.factories import UserFactory
 from tests.processes import CeleryProcess, RedisServer, celery_env, start_beat, start_worker
 
+# The shared helpers assert; have pytest explain their failures as it does a test's own.
+pytest.register_assert_rewrite("tests.helpers")
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
@@ -124,7 +127,7 @@ def own_redis(platform, redis_server):
 @pytest.fixture
 def receiver() -> Iterator[Any]:
     """A local HTTP server that records the webhooks it receives (unit and integration tests)."""
-    from tests.unit.test_webhooks import Receiver
+    from tests.helpers.webhooks import Receiver
 
     r = Receiver().start()
     yield r

@@ -3,7 +3,7 @@
 With a million jobs, Django's defaults spend most of a page load scanning the table: the
 paginator's COUNT(*), the date hierarchy's SELECT DISTINCT DATE_TRUNC(...), and the filters'
 SELECT DISTINCT for their choices. Each is replaced by what the indexes answer directly; the
-choices and links shown stay the same (tests/unit/test_admin.py compares them with Django's
+choices and links shown stay the same (tests/unit/jobs/test_admin.py compares them with Django's
 own), except that an unfiltered list shows the planner's row estimate instead of an exact
 count."""
 

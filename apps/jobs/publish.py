@@ -198,7 +198,7 @@ def _redis_envelope(payload: Any, headers: dict[str, Any], properties: dict[str,
 def _publish_redis_pipeline(producer: Any, batch: list[JobMessage]) -> None:
     """Redis: the messages kombu would write, written in one pipeline. Producer.publish costs
     about 40 us of Python per message (two per job with sent events); this a third of that.
-    tests/unit/test_batch.py holds these messages and events equal to Celery's own."""
+    tests/unit/jobs/test_batch.py holds these messages and events equal to Celery's own."""
     messages = _Messages()
     events = _events() if messages.send_events else None
     channel = producer.channel

@@ -15,8 +15,8 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 
 from tests.factories import UserFactory
+from tests.helpers.images import png_base64
 from tests.processes import wait_for
-from tests.unit.test_kind_images import png_base64
 
 pytestmark = pytest.mark.integration
 

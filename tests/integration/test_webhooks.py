@@ -17,9 +17,9 @@ from apps.deadletters.models import DeadLetter
 from apps.jobs import lifecycle
 from apps.jobs.models import Job, JobAttempt
 from apps.webhooks.signing import verify_signature
+from tests.helpers.webhooks import documented_signature
 from tests.integration.helpers import wait_terminal
 from tests.processes import wait_for
-from tests.unit.test_webhooks import documented_signature
 
 pytestmark = pytest.mark.integration
 

@@ -55,7 +55,7 @@ class JobSubmitInput(StrictInput):
         validates. A registered kind's name passes CharField's checks unchanged (trimmed,
         not blank, at most 100 characters, no NUL), and a parsed JSON object passes
         JSONField's. Any other key (an unknown one included, which StrictInput refuses)
-        goes to DRF. tests/unit/test_batch.py holds the result equal to DRF's."""
+        goes to DRF. tests/unit/jobs/test_batch.py holds the result equal to DRF's."""
         if type(data) is not dict or not data.keys() <= _SIMPLE_JOB_KEYS:
             return None
         kind, payload = data.get("kind"), data.get("payload", _NO_PAYLOAD)

@@ -1,5 +1,5 @@
 """What a client sees of a job and of the kinds, built directly on the hot paths and held
-equal to DRF's own output (tests/unit/test_serializers.py)."""
+equal to DRF's own output (tests/unit/jobs/test_serializers.py)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class JobOutput(serializers.ModelSerializer):
         extra_kwargs = {"cancel_requested_at": {"help_text": "When a cancel was asked; null if never."}}
 
     # The columns to_representation reads: a list loads only these (apis.JobListCreateApi),
-    # never a traceback. tests/unit/test_api_jobs.py pins a list page at one query, so a
+    # never a traceback. tests/unit/jobs/test_apis.py pins a list page at one query, so a
     # column added below and missed here shows up there as a query per job.
     COLUMNS = (
         "id",
@@ -119,7 +119,7 @@ class JobOutput(serializers.ModelSerializer):
         # Every submit, poll and list page answers with this, and a batch with 1,000 of
         # them: DRF's generic path (binding fifteen fields, then get_attribute and
         # to_representation on each) is about a fifth of a batch's time. The same values,
-        # built directly; tests/unit/test_serializers.py holds it equal to DRF's own output
+        # built directly; tests/unit/jobs/test_serializers.py holds it equal to DRF's own output
         # (JobOutput.drf_representation) for jobs in every state.
         return self._represent(job, LARGE_FIELDS)
 
@@ -215,7 +215,7 @@ class AttemptOutput(serializers.ModelSerializer):
     def to_representation(self, attempt: JobAttempt) -> dict[str, Any]:
         # Every poll lists its job's attempts; ModelSerializer would derive these nine
         # fields from the model again for each poll (a third of its time). Held equal to
-        # DRF's output by tests/unit/test_serializers.py.
+        # DRF's output by tests/unit/jobs/test_serializers.py.
         return {
             "number": int(attempt.number),
             "outcome": str(attempt.outcome),

@@ -22,7 +22,7 @@ from apps.deadletters.models import DeadLetter
 from apps.jobs.models import Job, JobStatus
 from tests.factories import JobFactory, UserFactory
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def client_for(user: Any) -> APIClient:

@@ -5,55 +5,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
 from apps.jobs.registry import JobCancelled, PermanentError, RetryableError, registry
+from tests.helpers.images import FakeContext, png_base64
 from workers.kinds import diagnostics, images
-
-
-class FakeContext:
-    """What a handler gets from the runtime, recorded for assertions."""
-
-    def __init__(self, job_id: str = "job-1", attempt: int = 1, cancel_after: int | None = None) -> None:
-        self.job_id = job_id
-        self.attempt = attempt
-        self.idempotency_key = f"job-{job_id}"
-        self.reports: list[tuple[float, str]] = []
-        self.checks = 0
-        self.cancel_after = cancel_after
-        self.steps: dict[str, Any] = {}
-
-    def progress(self, percent: float, message: str = "") -> None:
-        self.reports.append((percent, message))
-
-    def is_cancelled(self) -> bool:
-        return self.cancel_after is not None and self.checks > self.cancel_after
-
-    def check_cancelled(self) -> None:
-        self.checks += 1
-        if self.is_cancelled():
-            raise JobCancelled(f"job {self.job_id} was cancelled")
-
-    def step(self, name: str, effect: Callable[[], Any]) -> Any:
-        if name not in self.steps:
-            self.steps[name] = effect()
-        return self.steps[name]
-
-
-def png_base64(width: int, height: int, mode: str = "RGB") -> str:
-    image = Image.new(mode, (width, height))
-    for x in range(width):  # not a flat colour, so resampling has something to do
-        image.putpixel((x, x * height // width), 255 if mode in ("L", "P", "1") else (255, 0, 0, 255)[: len(mode)])
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ENV_PARSERS = {"env_str", "env_int", "env_float", "env_bool", "env_list"}
 
 

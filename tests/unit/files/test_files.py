@@ -3,7 +3,6 @@ made; through Django's storage API, each to its owner only."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.files import services as file_services
@@ -20,7 +18,8 @@ from apps.files.models import Upload
 from apps.jobs.models import JobStatus
 from apps.jobs.registry import PermanentError
 from tests.factories import JobFactory, UserFactory
-from tests.unit.test_kind_images import FakeContext, png_base64
+from tests.helpers.api import client_for
+from tests.helpers.images import FakeContext, png_base64, png_bytes
 from workers.kinds import images
 
 UPLOADS = "/api/v1/uploads"
@@ -32,18 +31,8 @@ def media(settings, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def png_bytes(width: int = 120, height: int = 60) -> bytes:
-    return base64.b64decode(png_base64(width, height))
-
-
 def upload(api: APIClient, data: bytes, name: str = "picture.png", content_type: str = "image/png") -> Any:
     return api.post(UPLOADS, {"file": SimpleUploadedFile(name, data, content_type=content_type)}, format="multipart")
-
-
-def client_for(user: Any) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
 
 
 # --- uploads ----------------------------------------------------------------------------------

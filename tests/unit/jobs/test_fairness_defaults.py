@@ -15,11 +15,11 @@ import pytest
 from apps.jobs.models import Job
 from apps.jobs.registry import registry
 from tests.factories import UserFactory
-from tests.unit.test_files import client_for
+from tests.helpers.api import client_for
 
 JOBS = "/api/v1/jobs"
 BATCH = "/api/v1/jobs/batch"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)

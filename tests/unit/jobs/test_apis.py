@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings
 from django.utils import timezone
 
 from apps.jobs.models import Job, JobStatus
 from tests.factories import JobFactory, UserFactory
+from tests.helpers.api import JOB_FIELDS, queued_job_ids
 
 JOBS = "/api/v1/jobs"
-JOB_FIELDS = {
-    "id",
-    "kind",
-    "status",
-    "priority",
-    "attempts",
-    "max_attempts",
-    "progress",
-    "result",
-    "error",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "links",
-}
-
-
-def queued_job_ids(queue: str) -> list[str]:
-    """The job ids waiting on a queue of the (private) Redis broker, read as a worker would."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        ids = []
-        for raw in client.lrange(queue, 0, -1):
-            args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
-            ids.extend(args)
-        return ids
-    finally:
-        client.close()
 
 
 def submit(api: Any, capture: Any, **body: Any) -> Any:
@@ -100,7 +70,7 @@ def test_an_accepted_job_is_committed_as_queued_on_its_kinds_queue_and_published
 
 @pytest.mark.parametrize("priority", ["high", "low"])
 def test_the_priority_chooses_the_queue(api, settings, priority, django_capture_on_commit_callbacks):
-    settings.HIGH_PRIORITY_CLIENTS = ["*"]  # who may ask for high: tests/unit/test_fairness_defaults.py
+    settings.HIGH_PRIORITY_CLIENTS = ["*"]  # who may ask for high: tests/unit/jobs/test_fairness_defaults.py
     response = submit(api, django_capture_on_commit_callbacks, priority=priority)
 
     assert response.status_code == 202

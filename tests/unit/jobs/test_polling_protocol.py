@@ -1,6 +1,6 @@
 """The polling protocol of one job (apps.jobs.polling) as plain functions: the weak ETag and
 If-None-Match, Retry-After, the bounds of ?wait=N, and the 304 the view answers with.
-tests/unit/test_polling.py holds the same protocol through the API."""
+tests/unit/jobs/test_polling.py holds the same protocol through the API."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from apps.jobs import publish, signals
 from apps.jobs.models import Job
 from config.celery import app as celery_app
-from tests.unit.test_api_jobs import JOB_FIELDS, queued_job_ids
+from tests.helpers.api import JOB_FIELDS, queued_job_ids
 
 BATCH = "/api/v1/jobs/batch"
 # Token lookup, the client's in-flight count (one per queue in the batch), savepoint, one
@@ -36,7 +36,7 @@ def post_batch(api: Any, capture: Any, jobs: list[dict[str, Any]], **extra: Any)
 
 
 def test_a_batch_answers_202_with_every_job_in_the_order_given(api, user, settings, django_capture_on_commit_callbacks):
-    settings.HIGH_PRIORITY_CLIENTS = ["*"]  # who may ask for high: tests/unit/test_fairness_defaults.py
+    settings.HIGH_PRIORITY_CLIENTS = ["*"]  # who may ask for high: tests/unit/jobs/test_fairness_defaults.py
     jobs = [noop(), {"kind": "diagnostics.sleep", "payload": {"seconds": 1}}, noop(priority="high")]
 
     response = post_batch(api, django_capture_on_commit_callbacks, jobs)

@@ -17,7 +17,8 @@ from apps.jobs import lifecycle
 from apps.jobs.models import Job
 from apps.jobs.registry import registry
 from tests.factories import UserFactory
-from tests.unit.test_files import client_for, png_bytes
+from tests.helpers.api import client_for
+from tests.helpers.images import png_bytes
 
 JOBS = "/api/v1/jobs"
 BATCH = "/api/v1/jobs/batch"
