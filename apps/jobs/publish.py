@@ -58,8 +58,8 @@ class _Messages:
     """Task messages for many jobs, the same ones `celery_app.send_task` would send, built at
     a fraction of its cost.
 
-    send_task spends about 0.4 ms of Python per message (routing, option merging, declaring
-    the queue again, signals): most of a 1,000-job batch's time. Here Celery's own protocol
+    send_task spends its Python per message on routing, option merging, declaring the queue
+    again and signals: most of a 1,000-job batch's time (BENCHMARKS.md, batch submit). Here Celery's own protocol
     code (amqp.as_task_v2) builds one message per (kind, request id), and each job gets a copy
     with its own task id and arguments. Messages go to the queue by name through the anonymous
     exchange, as send_task routes a queue name on Redis."""
@@ -196,8 +196,8 @@ def _redis_envelope(payload: Any, headers: dict[str, Any], properties: dict[str,
 
 
 def _publish_redis_pipeline(producer: Any, batch: list[JobMessage]) -> None:
-    """Redis: the messages kombu would write, written in one pipeline. Producer.publish costs
-    about 40 us of Python per message (two per job with sent events); this a third of that.
+    """Redis: the messages kombu would write, written in one pipeline, without
+    Producer.publish's per-message Python (twice per job with sent events).
     tests/unit/jobs/test_batch.py holds these messages and events equal to Celery's own."""
     messages = _Messages()
     events = _events() if messages.send_events else None
