@@ -24,9 +24,11 @@ OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
 # Admission control: jobs waiting per queue, and jobs in flight (queued, running, retrying)
 # per client, past which submissions answer 429 with a Retry-After from the drain rate. A
 # client's quota sits well below a queue's depth, so one client cannot fill a queue and turn
-# every other client away with 429 queue_full.
-QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 250_000, minimum=1)
-CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 10_000, minimum=1)
+# every other client away with 429 queue_full. A client may still load 100,000 jobs at once
+# (the contract checks do); a message takes about 1 KB of Redis memory, so a full queue about
+# 1 GB: size QUEUE_MAX_DEPTH by the broker's memory.
+QUEUE_MAX_DEPTH = env_int("QUEUE_MAX_DEPTH", 1_000_000, minimum=1)
+CLIENT_MAX_IN_FLIGHT = env_int("CLIENT_MAX_IN_FLIGHT", 125_000, minimum=1)
 # Who may ask for `high` priority (403 priority_not_allowed otherwise): staff, plus these
 # usernames; `*` (the default, as the API contract has always allowed) lets every client.
 # Name the clients in production so one client cannot jump every queue. A kind whose own
