@@ -73,23 +73,17 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 5
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 
-def _inline(task: str, every: float) -> dict[str, object]:
+def _inline(task: str, every: float, *, fenced: bool = False) -> dict[str, object]:
     """A beat entry that runs inside the beat process itself (workers.beat.InlineScheduler):
     recovery and monitoring must not wait behind a backlog, nor stop when every worker is
-    busy or dead."""
-    return {"task": task, "schedule": every, "options": {"inline": True}}
-
-
-def _inline_fenced(task: str, every: float) -> dict[str, object]:
-    """An inline entry whose task takes `fence`: a callable its transactions call first, which
-    refuses the write when this beat no longer leads (apps.ops.control.control_loop_fence)."""
-    entry = _inline(task, every)
-    entry["options"] = {"inline": True, "fenced": True}
-    return entry
+    busy or dead. A `fenced` entry's task takes `fence`: a callable its transactions call
+    first, which refuses the write when this beat no longer leads
+    (apps.ops.control.control_loop_fence)."""
+    return {"task": task, "schedule": every, "options": {"inline": True, "fenced": fenced}}
 
 
 CELERY_BEAT_SCHEDULE = {
-    "reconcile": _inline_fenced("platform.reconcile", RECONCILE_INTERVAL_SECONDS),
+    "reconcile": _inline("platform.reconcile", RECONCILE_INTERVAL_SECONDS, fenced=True),
     "prune": _inline("platform.prune", PRUNE_INTERVAL_SECONDS),
     "bulk-operations": _inline("platform.bulk_operations", 1.0),
     "queue-monitor": _inline("platform.queue_monitor", DEAD_LETTER_CHECK_SECONDS),

@@ -41,7 +41,7 @@ from apps.jobs.lifecycle.idempotency import (
     request_fingerprint,
 )
 from apps.jobs.lifecycle.store import lease_token_for, new_job
-from apps.jobs.lifecycle.submit import job_submit, job_submit_batch, jobs_create
+from apps.jobs.lifecycle.submit import job_check_and_admit, job_submit, job_submit_batch, jobs_create
 from apps.jobs.lifecycle.validation import (
     CheckedJob,
     PriorityNotAllowed,
@@ -70,6 +70,7 @@ __all__ = [
     "job_cancel",
     "job_cancel_requested",
     "job_check",
+    "job_check_and_admit",
     "job_check_priority_allowed",
     "job_claim",
     "job_defer",

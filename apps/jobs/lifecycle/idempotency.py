@@ -14,9 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, InvalidInput, Unprocessable
-from apps.jobs.lifecycle.admission import jobs_admit
-from apps.jobs.lifecycle.submit import jobs_create
-from apps.jobs.lifecycle.validation import job_check
+from apps.jobs.lifecycle.submit import job_check_and_admit, jobs_create
+from apps.jobs.lifecycle.validation import CheckedJob
 from apps.jobs.models import IdempotencyKey, Job
 from apps.jobs.registry import UnknownKind, registry
 
@@ -90,21 +89,22 @@ def job_submit_idempotent(
         max_attempts=max_attempts,
         callback_url=callback_url,
     )
+    checked: CheckedJob | None = None
     for _ in range(3):
         existing = _idempotent_replay(owner=owner, key=idempotency_key, fingerprints=(fingerprint, as_given))
         if existing is not None:
             return existing
-        checked = job_check(
-            owner=owner,
-            kind=kind,
-            payload=payload,
-            priority=priority,
-            max_attempts=max_attempts,
-            run_at=run_at,
-            callback_url=callback_url,
-            from_client=from_client,
-        )
-        jobs_admit(owner=owner, checked=[checked])
+        if checked is None:  # once: a lost race ends in a replay, not in a second check
+            checked = job_check_and_admit(
+                owner=owner,
+                kind=kind,
+                payload=payload,
+                priority=priority,
+                max_attempts=max_attempts,
+                run_at=run_at,
+                callback_url=callback_url,
+                from_client=from_client,
+            )
         try:
             with transaction.atomic():
                 [job] = jobs_create(owner=owner, checked=[checked], request_id=request_id)

@@ -50,6 +50,32 @@ def jobs_create(*, owner: AbstractBaseUser, checked: list[CheckedJob], request_i
     return rows
 
 
+def job_check_and_admit(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    payload: Any,
+    priority: str | None = None,
+    max_attempts: int | None = None,
+    run_at: datetime | None = None,
+    callback_url: str = "",
+    from_client: bool = False,
+) -> CheckedJob:
+    """One submission checked (job_check) and admitted (jobs_admit), ready for jobs_create."""
+    checked = job_check(
+        owner=owner,
+        kind=kind,
+        payload=payload,
+        priority=priority,
+        max_attempts=max_attempts,
+        run_at=run_at,
+        callback_url=callback_url,
+        from_client=from_client,
+    )
+    jobs_admit(owner=owner, checked=[checked])
+    return checked
+
+
 def job_submit(
     *,
     owner: AbstractBaseUser,
@@ -64,7 +90,7 @@ def job_submit(
 ) -> Job:
     """Commit a job and publish it after the commit. `from_client` (the API sets it) refuses
     internal kinds and checks the payload's outbound URLs."""
-    checked = job_check(
+    checked = job_check_and_admit(
         owner=owner,
         kind=kind,
         payload=payload,
@@ -74,7 +100,6 @@ def job_submit(
         callback_url=callback_url,
         from_client=from_client,
     )
-    jobs_admit(owner=owner, checked=[checked])
     [job] = jobs_create(owner=owner, checked=[checked], request_id=request_id)
     return job
 
