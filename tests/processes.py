@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -120,6 +122,17 @@ class CeleryProcess:
         # Pool children outlive a killed parent; take the group down for good.
         self.kill(signal.SIGKILL)
         self._log.close()
+
+
+def procfile_argv(process: str, **variables: str) -> list[str]:
+    """The Procfile's line for `process`, as honcho would run it: each `${NAME:-default}` is
+    the value given here, else the default; the program runs from this interpreter."""
+    (line,) = [ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith(f"{process}:")]
+    command = re.sub(
+        r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), line.split(":", 1)[1]
+    )
+    program, *args = shlex.split(command)
+    return [sys.executable, "-m", program, *args]
 
 
 def celery_env(*, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.processes import ARTIFACTS, ROOT, CeleryProcess, RedisServer, free_port, wait_for
+from tests.processes import ARTIFACTS, ROOT, CeleryProcess, RedisServer, free_port, procfile_argv, wait_for
 
 # --- a PostgreSQL of the test's own ------------------------------------------------------------
 
@@ -220,25 +220,7 @@ class Partition:
 
 def web_argv(port: int) -> list[str]:
     """The Procfile's `web` line, on loopback and a port of the test's own."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "--timeout",
-        "60",
-        "--graceful-timeout",
-        "20",
-        "--no-control-socket",
-        "--access-logfile",
-        "-",
-    ]
+    return procfile_argv("web", WEB_BIND="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", WEB_THREADS="4")
 
 
 def http_status(url: str, timeout: float = 2) -> int | None:

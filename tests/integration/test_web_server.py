@@ -1,0 +1,147 @@
+"""The web process as the Procfile runs it holds under slow clients (issue 14, item 6): clients
+that trickle a request header or body hold no thread, so /healthz and real submissions are
+answered while they stay connected, and a client too slow to finish its request gets 408."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from tests.processes import CeleryProcess, free_port, procfile_argv, wait_for
+
+pytestmark = pytest.mark.integration
+
+HEADER_TIMEOUT = 2
+
+
+@pytest.fixture
+def web(platform) -> Iterator[int]:
+    port = free_port()
+    env = platform.env(WEB_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT), WEB_BODY_TIMEOUT_SECONDS=str(HEADER_TIMEOUT))
+    process = CeleryProcess(procfile_argv("web", PORT=str(port)), env, "web-slow-clients")
+    try:
+
+        def ready() -> bool:
+            if process.proc.poll() is not None:
+                raise AssertionError(f"web exited with {process.proc.returncode}:\n{process.log()[-3000:]}")
+            with contextlib.suppress(OSError):
+                return request(port, "GET", "/healthz")[0] == 200
+            return False
+
+        wait_for(ready, timeout=60, interval=0.2, what="the web process to answer /healthz")
+        yield port
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def token(platform) -> str:
+    user = get_user_model().objects.create_user("slow-client-test", password="x")
+    return Token.objects.create(user=user).key
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def slow_clients(port: int) -> list[socket.socket]:
+    """Far more slow clients than the web process has threads (2 processes x 4): half a header,
+    a header and half a declared body, a header and one chunk of a chunked body."""
+    starts = (
+        [b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: "] * 48
+        + [b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"kind\""] * 16
+        + [b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"ki\r\n"] * 16
+    )
+    sockets = []
+    for start in starts:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(start)
+        sockets.append(sock)
+    return sockets
+
+
+def test_slow_clients_hold_no_thread_and_are_answered_408_when_too_slow(web, token):
+    sockets = slow_clients(web)
+    try:
+        # While 80 slow clients stay connected, health checks and submissions are answered.
+        for _ in range(16):
+            assert request(web, "GET", "/healthz")[0] == 200
+        status, body = request(
+            web,
+            "POST",
+            "/api/v1/jobs",
+            json.dumps({"kind": "diagnostics.noop", "payload": {}}).encode(),
+            {"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        )
+        assert status == 202, body
+
+        # A client that never finishes its request is answered 408 and disconnected.
+        sockets[0].settimeout(HEADER_TIMEOUT + 10)
+        answer = sockets[0].recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert sockets[0].recv(4096) == b""
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_chunked_body_sent_in_pieces_is_read_whole(web, token):
+    conn = http.client.HTTPConnection("127.0.0.1", web, timeout=10)
+    conn.putrequest("POST", "/api/v1/jobs")
+    conn.putheader("Authorization", f"Token {token}")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    for part in (b'{"kind": "diag', b'nostics.noop", ', b'"payload": {}, "priority": "low"}'):
+        conn.send(b"%x;ext=1\r\n%s\r\n" % (len(part), part))
+    conn.send(b"0\r\nX-Trailer: yes\r\n\r\n")
+    response = conn.getresponse()
+
+    assert response.status == 202, response.read()
+    assert json.loads(response.read())["priority"] == "low"  # from the last chunk
+
+
+def test_expect_100_continue_gets_one_interim_answer_then_the_real_one(web, token):
+    body = json.dumps({"kind": "diagnostics.noop", "payload": {}}).encode()
+    sock = socket.create_connection(("127.0.0.1", web), timeout=10)
+    try:
+        sock.sendall(
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+            + f"Authorization: Token {token}\r\nContent-Type: application/json\r\n".encode()
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    finally:
+        sock.close()
+
+    assert answer.startswith(b"HTTP/1.1 202 "), answer[:200]
+    assert b"100 Continue" not in answer
+
+
+def test_a_kept_alive_connection_serves_request_after_request(web):
+    conn = http.client.HTTPConnection("127.0.0.1", web, timeout=10)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+    finally:
+        conn.close()
