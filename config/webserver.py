@@ -23,6 +23,7 @@ import socket
 import time
 from functools import partial
 
+from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 # The whole header must arrive within this many seconds of the first byte being awaited
@@ -163,7 +164,13 @@ class BufferingThreadWorker(ThreadWorker):
                 return
             raise
         self.nr_conns += 1
-        self._await_request(TConn(self.cfg, client_sock, client_addr, listener.getsockname()))
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        if negotiation.prior_knowledge_allowed(self.cfg, client_addr):
+            # HTTP/2 with prior knowledge (off unless configured) reads its own preface.
+            client_sock.setblocking(True)
+            self.enqueue_req(conn)
+            return
+        self._await_request(conn)
 
     def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
         """A kept-alive connection's next request is arriving: read it here too."""
