@@ -11,6 +11,7 @@ TITLES = {
     4: "submit to start",
     5: "scale (jobs in PostgreSQL)",
     6: "crash recovery",
+    7: "admin dashboard",
 }
 
 

@@ -12,6 +12,8 @@ os.environ.setdefault("JOB_LEASE_SECONDS", "3")
 os.environ.setdefault("JOB_RETRY_BASE_SECONDS", "0.5")
 os.environ.setdefault("OUTBOX_GRACE_SECONDS", "1")
 os.environ.setdefault("RECONCILE_INTERVAL_SECONDS", "0.5")
+os.environ.setdefault("STRANDED_GRACE_SECONDS", "2")
+os.environ.setdefault("STRANDED_CHECK_SECONDS", "0.5")
 os.environ.setdefault("ALLOWED_HOSTS", "*")
 os.environ.setdefault(
     "JOB_KIND_MODULES", "workers.kinds.diagnostics,workers.kinds.images,workers.kinds.webhooks,tests.kinds"

@@ -55,3 +55,26 @@ def leak(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 _LEAKED: list[bytearray] = []
+
+
+@kind(
+    "testing.number",
+    schema={
+        "type": "object",
+        "properties": {"n": {"type": "integer"}, "seconds": {"type": "number", "minimum": 0, "maximum": 10}},
+        "required": ["n"],
+    },
+    soft_time_limit=20,
+    time_limit=30,
+)
+def number(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """A workflow's member that makes a number (after `seconds`), for a chord to gather."""
+    time.sleep(payload.get("seconds", 0))
+    return {"n": payload["n"]}
+
+
+@kind("testing.gather", schema={"type": "object"}, soft_time_limit=20, time_limit=30)
+def gather(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """A chord's last job: adds up what its dependencies made (ctx.parent_results)."""
+    parents = ctx.parent_results
+    return {"total": sum(result["n"] for result in parents.values()), "refs": sorted(parents)}

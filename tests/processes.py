@@ -128,9 +128,7 @@ def procfile_argv(process: str, **variables: str) -> list[str]:
     """The Procfile's line for `process`, as honcho would run it: each `${NAME:-default}` is
     the value given here, else the default; the program runs from this interpreter."""
     (line,) = [ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith(f"{process}:")]
-    command = re.sub(
-        r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), line.split(":", 1)[1]
-    )
+    command = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), line.split(":", 1)[1])
     program, *args = shlex.split(command)
     return [sys.executable, "-m", program, *args]
 

@@ -2,7 +2,10 @@
 
 Flower reads its own FLOWER_* variables (FLOWER_BASIC_AUTH, FLOWER_PORT, FLOWER_ADDRESS,
 FLOWER_URL_PREFIX). This wrapper refuses to start without credentials, so a missing variable
-never serves the dashboard to anyone who asks.
+never serves the dashboard to anyone who asks. The credentials stay in the environment, which
+Flower reads itself (flower/command.py, apply_env_options): on the command line they would
+show in `ps` to every user of the machine, where /proc/<pid>/environ is readable only by
+Flower's own user.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ def main(argv: list[str]) -> None:
             "FLOWER_BASIC_AUTH is not set (user:password[,user2:password2]); refusing to start Flower "
             "without authentication."
         )
+    if any(a.startswith("--basic-auth") for a in argv):
+        sys.exit("Give Flower's credentials in FLOWER_BASIC_AUTH, not as --basic-auth: a command line shows in `ps`.")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     # This interpreter's own celery, so a virtualenv works without being activated.
-    args = [sys.executable, "-m", "celery", "-A", "config", "flower", f"--basic-auth={auth}"]
+    args = [sys.executable, "-m", "celery", "-A", "config", "flower"]
     if "FLOWER_PORT" not in os.environ and not any(a.startswith("--port") for a in argv):
         args.append("--port=5555")
     if "FLOWER_ADDRESS" not in os.environ and not any(a.startswith("--address") for a in argv):

@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
@@ -29,6 +29,7 @@ from apps.core.text import clean_text
 from apps.jobs import flow, lifecycle
 from apps.jobs.registry import CLIENT_ERROR_TYPE, ClientError, JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
+from workers.outcomes import Outcome, report
 
 logger = logging.getLogger("workers.runtime")
 
@@ -154,6 +155,19 @@ class Context:
     def step(self, name: str, effect: Callable[[], T]) -> T:
         return lifecycle.job_step_once(claim=self._claim, name=name, effect=effect)
 
+    @property
+    def parent_results(self) -> dict[str, Any]:
+        """The results of this job's workflow dependencies, by ref. Read on first use only,
+        so a job that never asks (every job outside a workflow) pays no query for it."""
+        if self._claim.workflow_id is None:
+            return {}
+        cached = self.__dict__.get("_parent_results")
+        if cached is None:
+            from apps.workflows.selectors import parent_results
+
+            cached = self.__dict__["_parent_results"] = parent_results(job_id=self._claim.job_id)
+        return cached
+
 
 def _describe(exc: BaseException) -> tuple[str, str, str]:
     """An exception as text fit to log and store: its message may carry NUL or lone
@@ -163,16 +177,33 @@ def _describe(exc: BaseException) -> tuple[str, str, str]:
 
 
 def run_job(task: Task, job_id: str) -> str:
-    """The body of every kind's task."""
+    """The body of every kind's task: run the attempt, then end the task as the attempt ended
+    (workers.outcomes), once its outcome is in PostgreSQL."""
+    return report(task, run_attempt(task, job_id))
+
+
+def run_attempt(task: Task, job_id: str) -> Outcome:
+    """Claim the job and run one attempt of it; or defer it, or drop a message with nothing
+    to claim."""
     _reuse_connection()
     worker = task.request.hostname or "worker"
     kind = registry.get(task.name)
     slot = _pass_gates(kind, job_id)
-    if slot is None:
-        return "deferred"
+    if isinstance(slot, Outcome):
+        return slot
     # The seed makes the lease token one the worker's main process can rebuild when it kills
     # this process at the hard time limit (JobRequest.on_timeout in workers/tasks.py).
-    seed = lifecycle.lease_seed(task_id=task.request.id, worker=worker, pid=os.getpid()) if task.request.id else None
+    request = task.request
+    seed = (
+        lifecycle.lease_seed(
+            task_id=request.id,
+            delivery=delivery_of(getattr(request, "properties", None)),
+            worker=worker,
+            pid=os.getpid(),
+        )
+        if request.id
+        else None
+    )
     # The claim's Redis writes (drain counter, metrics, the waiting clients' notification)
     # leave in one round trip.
     with platform_redis.batched_writes():
@@ -187,9 +218,18 @@ def run_job(task: Task, job_id: str) -> str:
     if claim is None:
         _release(kind, slot)
         logger.info("job %s: nothing to claim (duplicate, stale, cancelled or finished); dropped", job_id)
-        return "dropped"
+        return Outcome("dropped")
     with context.job_context(job=job_id, kind=claim.kind, request=claim.request_id):
         return _run_claimed(kind, claim, slot)
+
+
+def delivery_of(properties: dict[str, Any] | None) -> str | None:
+    """The broker's tag for this copy of a message, from its properties: new at every publish
+    of a job (kombu's Redis transport), kept by a copy Redis restores. The pool process reads
+    them as its task's `request.properties`; the worker's main process, whose Request has no
+    `properties`, as `request.request_dict["properties"]` (JobRequest.on_timeout)."""
+    tag = (properties or {}).get("delivery_tag")
+    return str(tag) if tag is not None else None
 
 
 def _reuse_connection() -> None:
@@ -227,7 +267,7 @@ def _requeue_while_database_away(job_id: str, exc: Exception) -> NoReturn:
     raise Reject(f"PostgreSQL unreachable: {type(exc).__name__}", requeue=True)
 
 
-def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: str) -> str:
+def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: str) -> Outcome:
     job_id = claim.job_id
     lease = keeper.hold(claim, kind=kind, slot=slot)
     ctx = Context(claim, lease)
@@ -258,9 +298,9 @@ def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: str) -> str:
                 succeeded = lifecycle.job_succeed(claim=claim, result=result)
             if succeeded:
                 logger.info("job %s (%s): succeeded on attempt %s", job_id, claim.kind, claim.attempt)
-                return "succeeded"
+                return Outcome("succeeded")
             logger.warning("job %s (%s): finished after losing its lease; result not recorded", job_id, claim.kind)
-            return "stale"
+            return Outcome("stale")
         with platform_redis.batched_writes():
             metrics.observe("job_duration", f"{claim.kind}|failed", time.monotonic() - started)
             status = lifecycle.job_fail_attempt(claim=claim, failure=failure)
@@ -276,27 +316,25 @@ def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: str) -> str:
             failure.message[:200],
             status,
         )
-        return status
+        return Outcome(status, failure)
     finally:
         keeper.release(lease)
         _release(kind, slot)
 
 
-def _pass_gates(kind: Kind, job_id: str) -> str | None:
+def _pass_gates(kind: Kind, job_id: str) -> str | Outcome:
     """Check the kind's rate limit and take a concurrency slot. Returns the slot token ("" for
-    a kind without a concurrency limit), or None when the job was deferred: it then waits in
-    PostgreSQL, and this worker goes on with its next message instead of holding this one."""
+    a kind without a concurrency limit), or the outcome when the job was deferred: it then waits
+    in PostgreSQL, and this worker goes on with its next message instead of holding this one."""
     try:
         if kind.rate_limit:
             gate = flow.rate_acquire(kind.name, kind.rate_limit)
             if not gate.allowed:
-                _defer(job_id, kind, gate.retry_in, "rate limit")
-                return None
+                return _defer(job_id, kind, gate.retry_in, "rate limit")
         if kind.concurrency:
             gate = flow.concurrency_acquire(kind.name, kind.concurrency, lease_seconds=settings.JOB_LEASE_SECONDS)
             if not gate.allowed:
-                _defer(job_id, kind, gate.retry_in, "concurrency limit")
-                return None
+                return _defer(job_id, kind, gate.retry_in, "concurrency limit")
             return gate.token
     except RedisError:
         # Without Redis the limits cannot be counted: run rather than stall, and say so.
@@ -304,10 +342,12 @@ def _pass_gates(kind: Kind, job_id: str) -> str | None:
     return ""
 
 
-def _defer(job_id: str, kind: Kind, seconds: float, why: str) -> None:
+def _defer(job_id: str, kind: Kind, seconds: float, why: str) -> Outcome:
     seconds = min(max(seconds, 0.05), settings.JOB_DEFER_MAX_SECONDS)
     if lifecycle.job_defer(job_id=job_id, seconds=seconds):
         logger.info("job %s (%s): at its %s; deferred %.2f s", job_id, kind.name, why, seconds)
+        return Outcome("deferred", reason=f"at its {why}; due again in {seconds:.2f} s")
+    return Outcome("dropped")  # no longer queued: a duplicate of a job that runs or ran
 
 
 def _release(kind: Kind, slot: str) -> None:

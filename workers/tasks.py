@@ -27,8 +27,9 @@ from apps.jobs.registry import registry  # noqa: E402
 from apps.jobs.retention import prune as prune_old  # noqa: E402
 from apps.ops.alerts import queues_monitor  # noqa: E402
 from config.celery import app  # noqa: E402
-from workers import heartbeat  # noqa: E402, F401  (the worker's heartbeat in Redis)
-from workers.runtime import run_job  # noqa: E402
+from workers import heartbeat, revocation  # noqa: E402, F401  (the heartbeat in Redis; revokes reach their jobs)
+from workers.outcomes import AttemptFailed  # noqa: E402
+from workers.runtime import delivery_of, run_job  # noqa: E402
 
 logger = logging.getLogger("workers.tasks")
 
@@ -67,19 +68,31 @@ def stop_write_behind(**kwargs: object) -> None:
 
 
 class JobRequest(Request):
+    def on_accepted(self, pid: int, time_accepted: float) -> None:
+        # task_revoked's receivers get this request's Context, which lacks the pool process's
+        # pid: workers.revocation needs it to rebuild a terminated attempt's lease token.
+        self._request_dict["worker_pid"] = pid
+        super().on_accepted(pid, time_accepted)
+
     def on_timeout(self, soft: bool, timeout: float) -> None:
         """Runs in the worker's main process. At the hard limit the child that ran the job
         is killed; record that attempt's end now rather than when its lease expires. Only that
-        attempt's: its lease token is rebuilt from what this request knows (its task id, the
-        worker's name, the child's pid; see lifecycle.lease_seed), so a newer attempt of the
-        same job, claimed by another child after this one's lease expired, is left alone."""
+        attempt's: its lease token is rebuilt from what this request knows (its task id and
+        delivery tag, the worker's name, the child's pid; see lifecycle.lease_seed), so a newer
+        attempt of the same job, claimed by another child after this one's lease expired, is
+        left alone."""
         super().on_timeout(soft, timeout)
         if soft or not self.args:
             return
         try:
             close_old_connections()
             # The same worker name run_job reads from its task's request.
-            seed = lifecycle.lease_seed(task_id=self.id, worker=self.hostname or "worker", pid=self.worker_pid)
+            seed = lifecycle.lease_seed(
+                task_id=self.id,
+                delivery=delivery_of(self.request_dict.get("properties")),
+                worker=self.hostname or "worker",
+                pid=self.worker_pid,
+            )
             status = lifecycle.job_attempt_timed_out(job_id=str(self.args[0]), seed=seed, limit=timeout)
             logger.warning("job %s (%s): killed at its hard time limit; job is now %s", self.args[0], self.name, status)
         except Exception:
@@ -95,6 +108,9 @@ class JobTask(Task):
     reject_on_worker_lost = True
     ignore_result = True
     typing = False
+    # An attempt that failed for good ends its task as a failure (workers.outcomes), which
+    # Celery then logs at INFO without a traceback: the runtime has logged it already.
+    throws = (AttemptFailed,)
 
 
 def _register_kinds() -> None:

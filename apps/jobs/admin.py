@@ -2,25 +2,17 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.core.adminactions import ObjectAction, ObjectActionsMixin, Outcome
+from apps.core.admindisplay import compact_datetime, short_id, truncated
 from apps.core.adminscale import IndexedRelatedOnlyFilter, IndexedValuesFilter, ScaledModelAdmin
 from apps.jobs import operations
-from apps.jobs.models import BulkOperation, IdempotencyKey, Job, JobAttempt, JobStep
-
-# The admin's header links to Flower when its address is known.
-if settings.FLOWER_URL:
-    admin.site.site_header = format_html(
-        'Job platform · <a href="{}" style="color: inherit">Flower</a>', settings.FLOWER_URL
-    )
-else:
-    admin.site.site_header = "Job platform"
-admin.site.site_title = "Job platform admin"
+from apps.jobs.models import ACTIVE_STATUSES, BulkOperation, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
 
 
 def run_bulk(
@@ -74,9 +66,45 @@ class JobAttemptInline(admin.TabularInline):
         return False
 
 
+def _retry(job: Job, actor: str) -> Outcome:
+    if operations.job_retry(job_id=job.pk, actor=actor):
+        return Outcome(f"Job {job.pk} is queued again with a fresh allowance of attempts.")
+    return Outcome(f"Job {job.pk} was left as it was: only a failed or cancelled job can be retried.", messages.WARNING)
+
+
+def _cancel(job: Job, actor: str) -> Outcome:
+    if not operations.job_cancel_by_id(job_id=job.pk):
+        return Outcome(f"Job {job.pk} was left as it was: it had already finished.", messages.WARNING)
+    if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists():
+        return Outcome(f"Job {job.pk} was asked to stop: its handler stops at its next cancellation check.")
+    return Outcome(f"Job {job.pk} is cancelled.")
+
+
+JOB_BUTTONS = (
+    ObjectAction(
+        name="retry",
+        label="Retry",
+        question="Run job {object} again, with a fresh allowance of attempts? Its history is kept.",
+        applies=lambda job: job.status in (JobStatus.FAILED, JobStatus.CANCELLED),
+        perform=_retry,
+        not_applicable="Only a failed or cancelled job can be retried; {object} is not.",
+    ),
+    ObjectAction(
+        name="cancel",
+        label="Cancel",
+        question="Cancel job {object}? A waiting job never starts; a running one is asked to stop.",
+        applies=lambda job: job.status in ACTIVE_STATUSES,
+        perform=_cancel,
+        not_applicable="Only a waiting, queued, retrying or running job can be cancelled; {object} is not.",
+    ),
+)
+
+
 @admin.register(Job)
-class JobAdmin(ScaledModelAdmin):
-    list_display = ["id", "kind", "status", "priority", "attempts", "owner", "created_at", "finished_at"]
+class JobAdmin(ObjectActionsMixin, ScaledModelAdmin):
+    list_display = ["job_id", "kind", "status", "priority", "attempts", "owner_name", "created", "finished"]
+    list_display_links = ["job_id"]
+    object_actions = JOB_BUTTONS
     list_filter = [
         "status",
         ("kind", IndexedValuesFilter),
@@ -125,6 +153,22 @@ class JobAdmin(ScaledModelAdmin):
         ("Delivery", {"fields": ["worker", "lease_expires_at", "cancel_requested_at", "request_id"]}),
     ]
 
+    @admin.display(description="id", ordering="id")
+    def job_id(self, job: Job) -> str:
+        return short_id(job.pk)
+
+    @admin.display(description="owner", ordering="owner__username")
+    def owner_name(self, job: Job) -> str:
+        return truncated(job.owner.get_username())
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, job: Job) -> str:
+        return compact_datetime(job.created_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, job: Job) -> str:
+        return compact_datetime(job.finished_at)
+
     @admin.display(description="payload")
     def payload_pretty(self, job: Job) -> str:
         return pretty_json(job.payload)
@@ -137,11 +181,11 @@ class JobAdmin(ScaledModelAdmin):
     def traceback_pretty(self, job: Job) -> str:
         return pre(job.error_traceback)
 
-    @admin.action(description="Retry: run the selected failed or cancelled jobs again")
+    @admin.action(description="Retry: run the selected failed or cancelled jobs again", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         run_bulk(self, request, queryset, action=BulkOperation.Action.RETRY, target="jobs", verb="retried")
 
-    @admin.action(description="Cancel the selected waiting or running jobs")
+    @admin.action(description="Cancel the selected waiting or running jobs", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         run_bulk(self, request, queryset, action=BulkOperation.Action.CANCEL, target="jobs", verb="cancelled")
 

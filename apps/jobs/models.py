@@ -9,6 +9,10 @@ from django.utils import timezone
 
 
 class JobStatus(models.TextChoices):
+    # A workflow's job whose dependencies have not all finished: held in PostgreSQL, never on
+    # the broker, never claimed or relayed (each of those selects `queued`) until the
+    # workflows layer flips it to queued in the transaction that finishes its last one.
+    WAITING = "waiting"
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -18,7 +22,9 @@ class JobStatus(models.TextChoices):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+# Waiting counts as active: it was admitted (and counts against the client's in-flight
+# quota) and may still be cancelled.
+ACTIVE_STATUSES = frozenset({JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
 
 
 class Priority(models.TextChoices):
@@ -70,6 +76,10 @@ class Job(models.Model):
     request_id = models.CharField(max_length=64, blank=True, default="")
     # Receives a signed POST when the job ends (the webhooks layer, on job_finishing).
     callback_url = models.URLField(max_length=2000, blank=True, default="")
+    # The workflow the job belongs to and its name there (apps.workflows). A plain UUID, not
+    # a foreign key: the jobs app knows nothing of workflows, which follow its signals.
+    workflow_id = models.UUIDField(null=True, blank=True)
+    workflow_ref = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -99,6 +109,16 @@ class Job(models.Model):
             models.Index(
                 fields=["created_at"], name="job_unpublished", condition=Q(status="queued", published_at__isnull=True)
             ),
+            # The stranded-job sweep (apps.jobs.stranded): per queue, the queued jobs whose
+            # message went out longest ago. Rows enter it when they are published and leave it
+            # when they are claimed; the claim and the finish write nothing to it.
+            models.Index(
+                fields=["queue", "published_at"],
+                name="job_published_by_queue",
+                condition=Q(status="queued", published_at__isnull=False),
+            ),
+            # A workflow's jobs; partial, so a job outside any workflow costs no index write.
+            models.Index(fields=["workflow_id"], name="job_workflow", condition=Q(workflow_id__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -119,6 +139,7 @@ class JobAttempt(models.Model):
         PERMANENT = "permanent"  # an error that skips retries
         LOST = "lost"  # the worker died or its lease expired
         CANCELLED = "cancelled"
+        REVOKED = "revoked"  # an operator revoked its Celery task with terminate (Flower, `celery control revoke`)
 
     # Served by the unique (job, number) constraint; a second index would cost every finish.
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_history", db_index=False)
@@ -137,6 +158,12 @@ class JobAttempt(models.Model):
     class Meta:
         ordering = ["job", "number"]
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="attempt_job_number")]
+        indexes = [
+            # The admin dashboard's attempts per minute over the last hour (apps.ops.selectors):
+            # the rows finished lately, and, as NULL, the ones still running. One index for
+            # both series, where started_at and finished_at indexes would cost every attempt two.
+            models.Index(fields=["finished_at"], name="attempt_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"

@@ -62,7 +62,12 @@ class _Messages:
     again and signals: most of a 1,000-job batch's time (BENCHMARKS.md, batch submit). Here Celery's own protocol
     code (amqp.as_task_v2) builds one message per (kind, request id), and each job gets a copy
     with its own task id and arguments. Messages go to the queue by name through the anonymous
-    exchange, as send_task routes a queue name on Redis."""
+    exchange, as send_task routes a queue name on Redis.
+
+    The task id is the job's id, at every publish of the job (first, relay, retry, redrive,
+    broker-loss repair), as Celery's own retries keep theirs: an operator finds the job in
+    Flower by its id, and Flower's view of it follows the latest attempt. Each publish is
+    still told apart by its message's delivery tag (lifecycle.lease_seed)."""
 
     def __init__(self) -> None:
         self.amqp = celery_app.amqp
@@ -70,7 +75,7 @@ class _Messages:
 
     def build(self, kind: str, job_id: str, request_id: str) -> tuple[dict, dict, tuple, dict | None]:
         headers, properties, body = _template(kind, os.getpid(), celery_app.thread_oid)
-        task_id = uuid()
+        task_id = job_id
         args = [job_id]
         argsrepr = repr(args)
         headers = {**headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr}
@@ -273,7 +278,9 @@ def job_publish_on_commit(jobs: Iterable[JobMessage]) -> None:
 
 def dead_letter_publish_rollback_unsafe(letters: Iterable[tuple[int, str, str]]) -> int:
     """Put (letter id, job id, kind) messages on the `dead_letter` queue now; returns how
-    many were sent."""
+    many were sent. Each has a task id of its own, not the job's: with task-sent events on,
+    Flower would otherwise rename the job's task after this mirror (a PENDING event takes every
+    field; celery/events/state.py), and nothing ever runs it."""
     sent = 0
     for letter_id, job_id, kind in letters:
         try:

@@ -1,7 +1,8 @@
 """The reconciler, run by beat every RECONCILE_INTERVAL_SECONDS. It makes the guarantees
 hold when processes die or Redis forgets: it publishes what was committed but never
 published, promotes retries whose backoff has ended, recovers jobs whose worker stopped
-renewing its lease, and republishes queued jobs after Redis lost its data."""
+renewing its lease, republishes queued jobs after Redis lost its data, and publishes again
+queued jobs whose message alone was lost (apps.jobs.stranded)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from apps.core.redis import key, redis_client
 from apps.jobs.lifecycle import AttemptFailure, job_after_failed_attempt, record_lost_attempt
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.publish import JobMessage, publish_jobs_rollback_unsafe
+from apps.jobs.stranded import jobs_publish_again, jobs_republish_stranded_when_due
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,8 @@ def jobs_repair_broker_loss() -> int:
         rows = list(page.order_by("id").values_list("id", "kind", "queue", "request_id")[:BATCH])
         if not rows:
             break
-        sent = publish_jobs_rollback_unsafe([JobMessage.row(row) for row in rows])
+        # Stamped published again: the stranded-job sweep reads FIFO order from the stamps.
+        sent = jobs_publish_again([JobMessage.row(row) for row in rows])
         republished += len(sent)
         if len(sent) < len(rows):
             # Redis went away again mid-repair: forget the sentinel so the next sweep redoes it.
@@ -118,6 +121,7 @@ def reconcile(*, now: datetime | None = None, fence: Fence = _unfenced) -> dict[
         ("relayed", lambda: jobs_relay_unpublished(now=now)),
         ("expired", lambda: jobs_expire_leases(now=now, fence=fence)),
         ("republished", jobs_repair_broker_loss),
+        ("stranded", lambda: jobs_republish_stranded_when_due(fence=fence)),
     ]
     for name, step in steps:
         # A connection that broke in an earlier step or sweep is replaced, not reused.

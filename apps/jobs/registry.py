@@ -43,6 +43,10 @@ class JobContext(Protocol):
     def step(self, name: str, effect: Callable[[], Any]) -> Any:
         """Run `effect` at most once per job; a retry gets the recorded result back."""
 
+    @property
+    def parent_results(self) -> dict[str, Any]:
+        """A workflow job's dependencies' results, by ref ({} outside a workflow)."""
+
 
 class PermanentError(Exception):
     """Raised by a handler when retrying cannot help (bad input, a refused request)."""

@@ -9,8 +9,10 @@ from django.dispatch import Signal
 jobs_submitted = Signal()
 # job_id, kind: a worker claimed a queued job (queued -> running).
 job_started = Signal()
-# job_id, kind, status, callback_url: a job is reaching succeeded, failed or cancelled; sent
-# inside the finishing transaction (a webhook delivery is created in it).
+# job_id, kind, status, callback_url, workflow_id (or None): a job is reaching succeeded,
+# failed or cancelled; sent inside the finishing transaction (a webhook delivery is created
+# in it, a workflow releases or cancels the job's dependents in it). Only a final outcome
+# sends it: an attempt that will be retried sends job_retried.
 job_finishing = Signal()
 # job_id, kind, status, callback_url, duration_ms: a job reached succeeded, failed or cancelled.
 job_finished = Signal()

@@ -42,6 +42,10 @@ def count_job_events(event: str, kinds: Iterable[str]) -> None:
     platform_redis.write(command)
 
 
+def count_workflow_finished(status: str) -> None:
+    platform_redis.write(lambda pipe: pipe.hincrby(f"{PREFIX}workflows:finished", status, 1))
+
+
 def record_job_start(*, kind: str, queue: str, wait_seconds: float, now: float | None = None) -> None:
     """What a claim records in Redis: the queue's drain counter (admission control's
     Retry-After), the started count and the wait-time histogram."""
@@ -125,6 +129,7 @@ class PlatformCollector(Collector):
     def collect(self) -> Iterator:  # type: ignore[override]
         from apps.deadletters.selectors import dead_letter_stats
         from apps.ops.selectors import live_workers, oldest_waiting_seconds
+        from apps.workflows.selectors import workflows_running_count
 
         r = redis_client()
         events = CounterMetricFamily(
@@ -176,6 +181,12 @@ class PlatformCollector(Collector):
             "workers_alive", "Workers that sent a heartbeat lately.", value=float(len(live_workers()))
         )
         yield from _control_loop_metrics()
+
+        finished = CounterMetricFamily("workflows_finished", "Workflows ended, by outcome.", labels=["status"])
+        for status, value in sorted(r.hgetall(f"{PREFIX}workflows:finished").items()):
+            finished.add_metric([status.decode()], float(value))
+        yield finished
+        yield GaugeMetricFamily("workflows_running", "Workflows running now.", value=float(workflows_running_count()))
 
 
 def _control_loop_metrics() -> Iterator[GaugeMetricFamily]:

@@ -24,7 +24,14 @@ def on_dead_lettered(sender: Any, kind: str, **kwargs: Any) -> None:
     metrics.count_job_event("dead_lettered", kind)
 
 
+def on_workflow_finished(sender: Any, status: str, **kwargs: Any) -> None:
+    metrics.count_workflow_finished(status)
+
+
 def connect() -> None:
+    from apps.workflows.signals import workflow_finished
+
+    workflow_finished.connect(on_workflow_finished, dispatch_uid="ops.metrics.workflow_finished")
     signals.jobs_submitted.connect(on_submitted, dispatch_uid="ops.metrics.submitted")
     signals.job_finished.connect(on_finished, dispatch_uid="ops.metrics.finished")
     signals.job_retried.connect(on_retried, dispatch_uid="ops.metrics.retried")

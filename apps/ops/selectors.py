@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Min
+from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.core.redis import key, redis_client
-from apps.jobs.models import Job, JobStatus
+from apps.jobs.models import Job, JobAttempt, JobStatus
 
 WORKER_KEY_PREFIX = key("worker:")
 
@@ -28,3 +32,87 @@ def live_workers() -> list[str]:
     """Worker host names whose heartbeat key has not expired (workers.heartbeat)."""
     r = redis_client()
     return sorted(k.decode().removeprefix(WORKER_KEY_PREFIX) for k in r.scan_iter(f"{WORKER_KEY_PREFIX}*", count=100))
+
+
+# --- the admin's operations dashboard (apps/ops/admin.py) ------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    name: str
+    depth: int | None  # messages on the Redis list; None when Redis did not answer
+    oldest_age_seconds: float  # the oldest queued job due now, from PostgreSQL; 0 when none
+
+
+def queue_figures(queues: Sequence[str]) -> list[QueueFigures]:
+    """Each queue's depth (LLEN of its Redis list, one pipelined round trip) and the age of
+    its oldest queued job (one probe of job_queued_by_queue each)."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        depths: list[int | None] = [int(n) for n in pipe.execute()]
+    except RedisError:
+        depths = [None] * len(queues)
+    ages = oldest_waiting_seconds(queues)
+    return [QueueFigures(q, d, ages[q]) for q, d in zip(queues, depths, strict=True)]
+
+
+@dataclass(frozen=True)
+class MinuteFigures:
+    minute: datetime  # the minute's start (UTC)
+    started: int  # attempts started in it
+    succeeded: int  # attempts that ended in success in it
+    failed: int  # attempts that ended in an error (retryable or permanent) or were lost in it
+
+
+FAILED_OUTCOMES = (JobAttempt.Outcome.FAILED, JobAttempt.Outcome.PERMANENT, JobAttempt.Outcome.LOST)
+
+
+def attempts_per_minute(*, minutes: int = 60, now: datetime | None = None) -> list[MinuteFigures]:
+    """Attempts started, succeeded and failed per minute over the last `minutes`, oldest
+    first, every minute present. Both queries read attempt_finished: an attempt started in
+    the window has either finished in it (finished_at >= its start) or not yet (NULL), so
+    the index finds every row either query needs and no other."""
+    now = now or timezone.now()
+    first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    started, ended = attempts_per_minute_queries(first=first)
+    counts: dict[datetime, list[int]] = {}
+    for row in started:
+        counts.setdefault(_utc_minute(row["minute"]), [0, 0, 0])[0] = row["n"]
+    for row in ended:
+        figures = counts.setdefault(_utc_minute(row["minute"]), [0, 0, 0])
+        figures[1], figures[2] = row["succeeded"], row["failed"]
+    start = first.astimezone(UTC)
+    return [
+        MinuteFigures(minute, *counts.get(minute, (0, 0, 0)))
+        for minute in (start + timedelta(minutes=i) for i in range(minutes))
+    ]
+
+
+def attempts_per_minute_queries(*, first: datetime) -> tuple[QuerySet, QuerySet]:
+    """The two queries of attempts_per_minute (bench/admin_dashboard.py explains them)."""
+    started = (
+        JobAttempt.objects.filter(Q(finished_at__gte=first) | Q(finished_at__isnull=True), started_at__gte=first)
+        .annotate(minute=TruncMinute("started_at", tzinfo=UTC))
+        .order_by()
+        .values("minute")
+        .annotate(n=Count("id"))
+    )
+    ended = (
+        JobAttempt.objects.filter(finished_at__gte=first)
+        .annotate(minute=TruncMinute("finished_at", tzinfo=UTC))
+        .order_by()
+        .values("minute")
+        .annotate(
+            succeeded=Count("id", filter=Q(outcome=JobAttempt.Outcome.SUCCEEDED)),
+            failed=Count("id", filter=Q(outcome__in=FAILED_OUTCOMES)),
+        )
+    )
+    return started, ended
+
+
+def _utc_minute(value: datetime) -> datetime:
+    if timezone.is_naive(value):  # SQLite hands truncated values back without a zone
+        value = timezone.make_aware(value, UTC)
+    return value.astimezone(UTC).replace(second=0, microsecond=0)

@@ -13,10 +13,12 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -33,7 +35,20 @@ logger = logging.getLogger(__name__)
 
 DELIVER_KIND = "webhooks.deliver"
 EVENT_JOB_FINISHED = "job.finished"
-EVENTS = (EVENT_JOB_FINISHED,)
+# Events about something other than a job (a workflow's end), each with the document its
+# body carries, registered by the layer that sends it (webhook_event_register).
+EVENT_WORKFLOW_FINISHED = "workflow.finished"
+EVENTS = (EVENT_JOB_FINISHED, EVENT_WORKFLOW_FINISHED)
+# event -> (owner id, subject id) -> the body's document, or None when the subject is gone.
+_documents: dict[str, Callable[[int, str], dict[str, Any] | None]] = {}
+
+
+def webhook_event_register(event: str, document: Callable[[int, str], dict[str, Any] | None]) -> None:
+    """Say what the body of `event` carries: a layer above jobs (apps.workflows) sends its
+    own events through the same signed, retried delivery without webhooks knowing it."""
+    _documents[event] = document
+
+
 USER_AGENT = "jobplatform-webhooks/1"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
@@ -86,6 +101,20 @@ def webhook_delivery_submit(*, job_id: str, url: str, event: str = EVENT_JOB_FIN
             "job %s: admission refused its webhook delivery (%s); creating it past the check", job.id, refused.code
         )
         return _delivery_create_past_admission(owner=job.owner, payload=payload, request_id=job.request_id)
+
+
+def webhook_event_submit(*, owner_id: int, event: str, subject_id: str, url: str, request_id: str = "") -> Job:
+    """Create the delivery job that POSTs `event` about `subject_id` (a registered event's
+    subject, such as a workflow) to `url`, for its owner; past admission as a job's is."""
+    owner = get_user_model().objects.get(pk=owner_id)
+    payload = {"subject_id": subject_id, "url": url, "event": event}
+    try:
+        return lifecycle.job_submit(owner=owner, kind=DELIVER_KIND, payload=payload, request_id=request_id)
+    except (TooManyRequests, Unavailable) as refused:
+        logger.warning(
+            "%s %s: admission refused its webhook (%s); creating it past the check", event, subject_id, refused.code
+        )
+        return _delivery_create_past_admission(owner=owner, payload=payload, request_id=request_id)
 
 
 def _delivery_create_past_admission(*, owner: AbstractBaseUser, payload: dict[str, Any], request_id: str) -> Job:
@@ -143,21 +172,36 @@ def _checked_addresses(url: str) -> list[str]:
         raise PermanentError(f"the callback URL is refused: {exc}") from None
 
 
-def webhook_deliver(*, delivery_id: str, job_id: str, url: str, event: str) -> dict[str, Any]:
-    """POST one signed webhook about `job_id` to `url`. Returns what the receiver answered
-    (2xx); raises PermanentError when retrying cannot help (the URL is refused, the job is
-    gone, the receiver answered 4xx other than 408 and 429), RetryableError otherwise."""
+def _event_body(*, owner_id: int, event: str, subject_id: str) -> bytes:
+    """The body of a registered event about `subject_id` (webhook_event_register)."""
+    document = _documents[event](owner_id, subject_id) if event in _documents else None
+    if document is None:
+        raise PermanentError(f"{event}: {subject_id} does not exist (or belongs to another client)")
+    return json.dumps({"event": event, **document}, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def webhook_deliver(
+    *, delivery_id: str, job_id: str | None, url: str, event: str, subject_id: str | None = None
+) -> dict[str, Any]:
+    """POST one signed webhook about `job_id` (or a registered event's `subject_id`) to
+    `url`. Returns what the receiver answered (2xx); raises PermanentError when retrying
+    cannot help (the URL is refused, the job is gone, the receiver answered 4xx other than
+    408 and 429), RetryableError otherwise."""
     owner_id = Job.objects.filter(id=delivery_id).values_list("owner_id", flat=True).first()
     if owner_id is None:
         raise PermanentError(f"the delivery job {delivery_id} does not exist")
-    # A delivery speaks only of its own client's jobs, whoever created it.
-    job = Job.objects.filter(id=job_id, owner_id=owner_id).first()
-    if job is None:
-        raise PermanentError(f"job {job_id} does not exist (or belongs to another client)")
+    if subject_id is not None:
+        body = _event_body(owner_id=owner_id, event=event, subject_id=subject_id)
+    else:
+        # A delivery speaks only of its own client's jobs, whoever created it.
+        job = Job.objects.filter(id=job_id, owner_id=owner_id).first()
+        if job is None:
+            raise PermanentError(f"job {job_id} does not exist (or belongs to another client)")
+        body = webhook_body(job=job, event=event)
+    about = job_id or subject_id
     target = outbound.safe_url(url)
     addresses = _checked_addresses(url)
 
-    body = webhook_body(job=job, event=event)
     secret = webhook_secret_get_or_create(owner_id=owner_id).secret
     timestamp = int(time.time())  # per attempt: a retry hours later is still inside the tolerance
     headers = {
@@ -176,7 +220,7 @@ def webhook_deliver(*, delivery_id: str, job_id: str, url: str, event: str) -> d
         raise RetryableError(f"POST {target}: {type(exc).__name__}: {exc}") from None
     duration_ms = int((time.monotonic() - started) * 1000)
     status = answer.status
-    logger.info("webhook %s for job %s: %s answered %s in %d ms", delivery_id, job_id, target, status, duration_ms)
+    logger.info("webhook %s (%s %s): %s answered %s in %d ms", delivery_id, event, about, target, status, duration_ms)
 
     if 200 <= status < 300:
         return {"status_code": status, "duration_ms": duration_ms}

@@ -63,6 +63,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two models have a status: a job's and a workflow's, each its own enum in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "apps.jobs.models.JobStatus",
+        "WorkflowStatusEnum": "apps.workflows.models.WorkflowStatus",
+    },
 }
 
 # The largest file POST /api/v1/uploads accepts (413 above it).

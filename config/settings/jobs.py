@@ -21,6 +21,11 @@ JOB_RETRY_MAX_SECONDS = env_float("JOB_RETRY_MAX_SECONDS", 300.0, minimum=0.0)
 RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 1.0, minimum=0.1)
 # How long a committed job may wait for its publish before the relay publishes it itself.
 OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
+# The stranded-job sweep (apps.jobs.stranded): a published job's message counts as gone only
+# this long after its publish (covers the push-to-stamp gap and the machines' clock skew), and
+# the check runs at most this often.
+STRANDED_GRACE_SECONDS = env_float("STRANDED_GRACE_SECONDS", 30.0, minimum=1.0)
+STRANDED_CHECK_SECONDS = env_float("STRANDED_CHECK_SECONDS", 10.0, minimum=0.1)
 # Admission control: jobs waiting per queue, and jobs in flight (queued, running, retrying)
 # per client, past which submissions answer 429 with a Retry-After from the drain rate. A
 # client's quota sits well below a queue's depth, so one client cannot fill a queue and turn

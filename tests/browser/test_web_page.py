@@ -135,3 +135,28 @@ def test_past_jobs_are_listed_newest_first_and_load_more_follows_the_cursor(
     WebDriverWait(browser, 5).until(lambda d: not more.is_displayed(), message="load more stayed after the last page")
     browser.execute_script("arguments[0].scrollIntoView()", rows()[-1])
     screenshot("listed")
+
+
+def test_a_workflows_job_shows_its_ref_and_how_far_its_workflow_has_got(live_server, browser, screenshot, client_user):
+    from apps.workflows import services
+
+    workflow = services.workflow_submit(
+        owner=client_user,
+        name="thumbs",
+        jobs=[
+            {"ref": "fetch", "kind": "diagnostics.noop", "payload": {}},
+            {"ref": "resize", "kind": "diagnostics.noop", "payload": {}, "depends_on": ["fetch"]},
+        ],
+    )
+    waiting = Job.objects.get(workflow_id=workflow.id, workflow_ref="resize")
+    open_signed_in(browser, live_server, "alice")
+    row = f'#jobs-table tr[data-job-id="{waiting.id}"] button'
+    WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, row), message="the job is not listed")
+    browser.find_element(By.CSS_SELECTOR, row).click()
+    box = browser.find_element(By.ID, "job-workflow")
+    WebDriverWait(browser, 15).until(
+        lambda d: "resize of “thumbs”: 0 of 2 jobs finished (running)" in box.text,
+        message="the page never showed the job's workflow",
+    )
+    assert browser.find_element(By.ID, "job-status").text == "waiting"
+    screenshot("workflow-job")

@@ -93,17 +93,13 @@ def test_every_queued_job_runs_once_after_redis_loses_its_data(platform, owner, 
     assert JobAttempt.objects.filter(job_id__in=ids).count() == 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 15: no sweep republishes a published job whose message is gone",
-)
 def test_queued_jobs_run_after_their_queues_messages_are_lost_while_the_broker_sentinel_survives(
     platform, owner, own_redis
 ):
     """Redis keeps its other keys (the sentinel among them) but one queue's list is gone: an
     operator's DEL, an eviction, a failover to a replica that lagged. The repair step sees its
-    sentinel and republishes nothing, so today these jobs stay queued for good."""
+    sentinel and republishes nothing; the stranded-job sweep (apps.jobs.stranded) publishes
+    these jobs again."""
     platform.beat()
     wait_for(
         lambda: own_redis_command(own_redis, "EXISTS", BROKER_SENTINEL_KEY),

@@ -40,3 +40,13 @@ def claim(job: Job, worker: str = "worker-1") -> lifecycle.Claim:
 
 def attempts_of(job: Job) -> list[tuple[int, str]]:
     return list(JobAttempt.objects.filter(job=job).order_by("number").values_list("number", "outcome"))
+
+
+def failed_for_good(user: Any, kind: str = "diagnostics.noop", payload: dict | None = None) -> Job:
+    """A job failed by a permanent error through the real services: failed, with its open
+    dead letter."""
+    job = submitted(user, kind, payload)
+    lifecycle.job_fail_attempt(
+        claim=claim(job), failure=lifecycle.AttemptFailure("Boom", "it broke", "tb", permanent=True)
+    )
+    return Job.objects.get(pk=job.pk)

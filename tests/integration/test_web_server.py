@@ -62,8 +62,8 @@ def slow_clients(port: int) -> list[socket.socket]:
     a header and half a declared body, a header and one chunk of a chunked body."""
     starts = (
         [b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: "] * 48
-        + [b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"kind\""] * 16
-        + [b"POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"ki\r\n"] * 16
+        + [b'POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"kind"'] * 16
+        + [b'POST /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"ki\r\n'] * 16
     )
     sockets = []
     for start in starts:

@@ -23,12 +23,18 @@ _HEX = "[0-9a-fA-F]"
         "type": "object",
         "properties": {
             "job_id": {"type": "string", "pattern": f"^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$"},
+            # What an event other than job.finished is about (a workflow's id).
+            "subject_id": {
+                "type": "string",
+                "pattern": f"^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$",
+            },
             # Only the scheme here (any case, as URLField accepts it); the address is checked
             # in full (private, loopback, metadata) at delivery time, when it is used.
             "url": {"type": "string", "maxLength": 2000, "pattern": "^[hH][tT][tT][pP][sS]?://"},
             "event": {"type": "string", "enum": list(services.EVENTS)},
         },
-        "required": ["job_id", "url", "event"],
+        "required": ["url", "event"],
+        "oneOf": [{"required": ["job_id"]}, {"required": ["subject_id"]}],
         "additionalProperties": False,
     },
     priority="high",
@@ -45,5 +51,9 @@ _HEX = "[0-9a-fA-F]"
 def deliver(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """POSTs a signed webhook about a finished job to a callback URL."""
     return services.webhook_deliver(
-        delivery_id=ctx.job_id, job_id=payload["job_id"], url=payload["url"], event=payload["event"]
+        delivery_id=ctx.job_id,
+        job_id=payload.get("job_id"),
+        subject_id=payload.get("subject_id"),
+        url=payload["url"],
+        event=payload["event"],
     )

@@ -7,7 +7,7 @@ each module keeps one phase:
 - submit: check, admit, create; `jobs_create` is the one creation path
 - idempotency: one job per (client, Idempotency-Key)
 - attempt: the worker's claim, lease, progress, steps, succeed and fail
-- control: cancel, and queue a finished job again
+- control: cancel (by a client, or by a revoke through Celery), and queue a finished job again
 - backoff: the wait before the next attempt
 - events: the signals the layers above (dead letters, webhooks, metrics) follow
 - store: the PostgreSQL fast paths beside their portable fallback"""
@@ -30,7 +30,13 @@ from apps.jobs.lifecycle.attempt import (
     record_lost_attempt,
 )
 from apps.jobs.lifecycle.backoff import backoff_seconds, retry_delay_seconds
-from apps.jobs.lifecycle.control import job_cancel, job_requeue_fresh
+from apps.jobs.lifecycle.control import (
+    REVOKED_ERROR_TYPE,
+    job_attempt_revoked,
+    job_cancel,
+    job_requeue_fresh,
+    job_revoked,
+)
 from apps.jobs.lifecycle.events import duration_ms
 from apps.jobs.lifecycle.idempotency import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -56,6 +62,7 @@ from apps.jobs.lifecycle.validation import (
 __all__ = [
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "IDEMPOTENCY_TTL",
+    "REVOKED_ERROR_TYPE",
     "AttemptFailure",
     "CheckedJob",
     "Claim",
@@ -66,6 +73,7 @@ __all__ = [
     "idempotency_keys_prune",
     "job_admission_check",
     "job_after_failed_attempt",
+    "job_attempt_revoked",
     "job_attempt_timed_out",
     "job_cancel",
     "job_cancel_requested",
@@ -79,6 +87,7 @@ __all__ = [
     "job_refuse_internal_kind",
     "job_report_progress",
     "job_requeue_fresh",
+    "job_revoked",
     "job_step_once",
     "job_submit",
     "job_submit_batch",

@@ -40,6 +40,8 @@ class Claim:
     started_at: datetime
     request_id: str
     worker: str = ""
+    # The workflow the job belongs to (apps.workflows follows its finish), or None.
+    workflow_id: str | None = None
 
 
 # The lease token of an attempt is derived, not random: md5("<seed>:<attempt number>") read
@@ -50,12 +52,14 @@ class Claim:
 # number is new at every claim of a job, so even the same message claiming twice (Redis
 # restoring an unacknowledged copy after the first claim's lease expired) makes two tokens.
 # The token guards against confusion, not attackers: only workers write with it.
-def lease_seed(*, task_id: str | None, worker: str, pid: int | None) -> str:
-    """What names one delivery of a job's message to one process: the Celery task id (fresh
-    at every publish, shared only by copies of one message), the worker's name and the pool
-    process's pid (a copy redelivered while the first still runs is in another process, since
-    a prefork child runs one task at a time). Both sides of the fence build it here."""
-    return f"{task_id}/{worker}/{pid}"
+def lease_seed(*, task_id: str | None, worker: str, pid: int | None, delivery: str | None = None) -> str:
+    """What names one delivery of a job's message to one process: the Celery task id (the
+    job's id, the same for every message of the job, as Flower finds it), the message's
+    delivery tag (fresh at every publish, shared only by copies of one message), the worker's
+    name and the pool process's pid (a copy redelivered while the first still runs is in
+    another process, since a prefork child runs one task at a time). Both sides of the fence
+    build it here."""
+    return f"{task_id}/{delivery}/{worker}/{pid}" if delivery else f"{task_id}/{worker}/{pid}"
 
 
 def job_claim(*, job_id: str, worker: str, seed: str | None = None) -> Claim | None:
@@ -84,6 +88,7 @@ def job_claim(*, job_id: str, worker: str, seed: str | None = None) -> Claim | N
         started_at=now,
         request_id=values["request_id"],
         worker=worker[:255],
+        workflow_id=values["workflow_id"],
     )
 
 
@@ -141,8 +146,9 @@ def job_succeed(*, claim: Claim, result: Any) -> bool:
     took = duration_ms(claim.started_at, now)
     # On PostgreSQL the write is one statement, atomic by itself, and needs no transaction,
     # unless a follower writes in the finishing one (a job with a callback_url gets its
-    # webhook delivery there); elsewhere it is two statements.
-    atomic = connection.vendor != "postgresql" or bool(claim.callback_url)
+    # webhook delivery there; a workflow's job releases its dependents there); elsewhere it
+    # is two statements.
+    atomic = connection.vendor != "postgresql" or bool(claim.callback_url) or claim.workflow_id is not None
     with transaction.atomic() if atomic else contextlib.nullcontext():
         done = store.job_succeed_write(
             job_id=claim.job_id,
@@ -161,6 +167,7 @@ def job_succeed(*, claim: Claim, result: Any) -> bool:
                 status=JobStatus.SUCCEEDED,
                 callback_url=claim.callback_url,
                 duration_ms=took,
+                workflow_id=claim.workflow_id,
             )
     return done
 
@@ -282,6 +289,11 @@ def job_after_failed_attempt(*, job: Job, now: datetime, failure: AttemptFailure
     else:
         took = duration_ms(job.started_at, now) if job.started_at else None
         announce_finished(
-            job_id=str(job.id), kind=job.kind, status=job.status, callback_url=job.callback_url, duration_ms=took
+            job_id=str(job.id),
+            kind=job.kind,
+            status=job.status,
+            callback_url=job.callback_url,
+            duration_ms=took,
+            workflow_id=job.workflow_id,
         )
     return job.status

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict
+from apps.core.text import clean_text
+from apps.jobs.lifecycle.attempt import AttemptFailure, job_after_failed_attempt, record_lost_attempt
 from apps.jobs.lifecycle.events import announce_finished, announce_requeued
-from apps.jobs.models import TERMINAL_STATUSES, Job, JobStatus
+from apps.jobs.lifecycle.store import lease_token_for
+from apps.jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobStatus
 from apps.jobs.publish import JobMessage, job_publish_on_commit
 
 # Said in full per status: "The job is already succeeded." read wrong.
@@ -35,8 +40,78 @@ def job_cancel(*, job: Job) -> Job:
             job.cancel_requested_at = now
             job.finished_at = now
             job.save(update_fields=["status", "cancel_requested_at", "finished_at", "updated_at"])
-            announce_finished(job_id=str(job.id), kind=job.kind, status=job.status, callback_url=job.callback_url)
+            announce_finished(
+                job_id=str(job.id),
+                kind=job.kind,
+                status=job.status,
+                callback_url=job.callback_url,
+                workflow_id=job.workflow_id,
+            )
     return job
+
+
+# The error a job revoked through Celery carries, in the job and in its attempt's history.
+REVOKED_ERROR_TYPE = "Revoked"
+
+
+def job_revoked(*, job_id: str, task_id: str, revoked_at: datetime | None = None) -> str:
+    """A worker discarded a message of the job because an operator revoked its Celery task
+    (Flower, `celery control revoke`) before it ran. A queued job is cancelled, as a client's
+    cancel would (the same signals, so webhooks and workflows follow), with the revoke as its
+    error. A job published again after the revoke (`revoked_at`; a retry or a redrive of the
+    job that reuses its task id) is left queued: the revoke was for an earlier message, and the
+    stranded-job sweep publishes the discarded one again. Any other job is left alone: a
+    running attempt goes on (a revoke without terminate never stops a started task), a
+    retrying or finished job has no message the revoke could mean. Returns the job's status
+    afterwards ('missing' when there is no such job)."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(id=job_id).first()
+        if job is None:
+            return "missing"
+        if job.status != JobStatus.QUEUED:
+            return str(job.status)
+        if revoked_at is not None and job.published_at is not None and job.published_at > revoked_at:
+            return str(job.status)
+        job.status = JobStatus.CANCELLED
+        job.cancel_requested_at = job.finished_at = now
+        job.error_type = REVOKED_ERROR_TYPE
+        job.error_message = clean_text(f"revoked through Celery (task {task_id}) before it started")
+        job.save(
+            update_fields=["status", "cancel_requested_at", "finished_at", "error_type", "error_message", "updated_at"]
+        )
+        announce_finished(
+            job_id=str(job.id),
+            kind=job.kind,
+            status=job.status,
+            callback_url=job.callback_url,
+            workflow_id=job.workflow_id,
+        )
+    return str(job.status)
+
+
+def job_attempt_revoked(*, job_id: str, seed: str, task_id: str, signal: str = "") -> str:
+    """An operator revoked the job's Celery task with terminate, and the worker killed the
+    process that ran it: the attempt is recorded as revoked and the job is cancelled, with the
+    same signals as any cancel. Fenced as job_attempt_timed_out is: only the attempt whose
+    lease token `seed` rebuilds (lease_seed) is touched; 'stale' when the job's lease is
+    another attempt's (or none)."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(id=job_id, status=JobStatus.RUNNING).first()
+        if job is None or job.lease_token != lease_token_for(seed, job.attempts):
+            return "stale"
+        how = f" with {signal}" if signal else ""
+        message = f"revoked through Celery (task {task_id}) with terminate: the worker killed the handler{how}"
+        record_lost_attempt(
+            job=job, now=now, outcome=JobAttempt.Outcome.REVOKED, error_type=REVOKED_ERROR_TYPE, error_message=message
+        )
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = now
+            job.save(update_fields=["cancel_requested_at"])
+        return job_after_failed_attempt(
+            job=job, now=now, failure=AttemptFailure(REVOKED_ERROR_TYPE, message, cancelled=True)
+        )
 
 
 def job_requeue_fresh(*, job: Job, actor: str = "") -> None:

@@ -18,11 +18,21 @@ def duration_ms(started: datetime, ended: datetime) -> int:
 
 
 def announce_finished(
-    *, job_id: str, kind: str, status: str, callback_url: str = "", duration_ms: int | None = None
+    *,
+    job_id: str,
+    kind: str,
+    status: str,
+    callback_url: str = "",
+    duration_ms: int | None = None,
+    workflow_id: object = None,
 ) -> None:
     """A job reached succeeded, failed or cancelled: job_finishing now, inside the finishing
-    transaction, and job_finished once it commits."""
-    signals.job_finishing.send(sender=Job, job_id=job_id, kind=kind, status=status, callback_url=callback_url)
+    transaction, and job_finished once it commits. `workflow_id` comes along so a follower
+    (apps.workflows) learns a job belongs to a workflow without reading its row again."""
+    workflow = None if workflow_id is None else str(workflow_id)
+    signals.job_finishing.send(
+        sender=Job, job_id=job_id, kind=kind, status=status, callback_url=callback_url, workflow_id=workflow
+    )
     transaction.on_commit(
         lambda: signals.job_finished.send(
             sender=Job, job_id=job_id, kind=kind, status=status, callback_url=callback_url, duration_ms=duration_ms

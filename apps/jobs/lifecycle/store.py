@@ -125,6 +125,7 @@ CLAIM_COLUMNS = (
     "callback_url",
     "created_at",
     "lease_token",
+    "workflow_id",
 )
 
 
@@ -188,6 +189,8 @@ def job_claim_update(*, job_id: str, worker: str, seed: str | None, now: datetim
     values["created_at"] = created_at
     # psycopg hands back a UUID, SQLite its 32 hex digits
     values["lease_token"] = str(uuid.UUID(str(values["lease_token"])))
+    if values["workflow_id"] is not None:
+        values["workflow_id"] = str(uuid.UUID(str(values["workflow_id"])))
     return values
 
 

@@ -3,6 +3,7 @@ submit, the idempotent one, the batch and every other app that makes jobs go thr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,17 +16,25 @@ from apps.jobs import signals
 from apps.jobs.lifecycle.admission import jobs_admit
 from apps.jobs.lifecycle.store import jobs_insert, new_job
 from apps.jobs.lifecycle.validation import CheckedJob, PriorityNotAllowed, job_check
-from apps.jobs.models import Job
+from apps.jobs.models import Job, JobStatus
 from apps.jobs.publish import JobMessage, job_publish_on_commit
 
 
-def jobs_create(*, owner: AbstractBaseUser, checked: list[CheckedJob], request_id: str = "") -> list[Job]:
+def jobs_create(
+    *,
+    owner: AbstractBaseUser,
+    checked: list[CheckedJob],
+    request_id: str = "",
+    columns: Sequence[dict[str, Any]] | None = None,
+) -> list[Job]:
     """Write checked submissions with one statement and publish the due ones after the
     commit; a `run_at` in the future holds a job in the database until the reconciler
-    publishes it when due. No admission check here (jobs_admit): a caller that creates a job
-    as the consequence of one already admitted (a webhook delivery) may skip it. Opens no
-    transaction: one job is one INSERT committed by itself, with no BEGIN and COMMIT round
-    trips around it; many are written inside the caller's transaction."""
+    publishes it when due. `columns`, one per job, sets more of its columns (a workflow's
+    job: its workflow_id and ref, and status `waiting`, which is never published here).
+    No admission check here (jobs_admit): a caller that creates a job as the consequence
+    of one already admitted (a webhook delivery) may skip it. Opens no transaction: one job
+    is one INSERT committed by itself, with no BEGIN and COMMIT round trips around it; many
+    are written inside the caller's transaction."""
     now = timezone.now()
     rows = [
         new_job(
@@ -41,11 +50,12 @@ def jobs_create(*, owner: AbstractBaseUser, checked: list[CheckedJob], request_i
             run_at=job.run_at if job.run_at is not None and job.run_at > now else None,
             request_id=request_id[:64],
             callback_url=job.callback_url,
+            **(columns[position] if columns is not None else {}),
         )
         for position, job in enumerate(checked)
     ]
     jobs_insert(rows)
-    job_publish_on_commit(JobMessage.of(job) for job in rows if job.run_at is None)
+    job_publish_on_commit(JobMessage.of(job) for job in rows if job.run_at is None and job.status == JobStatus.QUEUED)
     transaction.on_commit(lambda: signals.jobs_submitted.send(sender=Job, jobs=rows))
     return rows
 

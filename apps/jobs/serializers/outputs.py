@@ -26,6 +26,11 @@ class ErrorOutput(serializers.Serializer):
     message = serializers.CharField()
 
 
+class JobWorkflowOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    ref = serializers.CharField()
+
+
 class LinksOutput(serializers.Serializer):
     self = serializers.URLField()
     cancel = serializers.URLField(required=False, help_text="Absent once the job has finished.")
@@ -65,6 +70,7 @@ _TRUNCATED_HELP = (
 class JobOutput(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    workflow = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
 
     class Meta:
@@ -85,6 +91,7 @@ class JobOutput(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "cancel_requested_at",
+            "workflow",
             "links",
         ]
         read_only_fields = fields
@@ -113,6 +120,8 @@ class JobOutput(serializers.ModelSerializer):
         "started_at",
         "finished_at",
         "cancel_requested_at",
+        "workflow_id",
+        "workflow_ref",
     )
 
     def to_representation(self, job: Job) -> dict[str, Any]:
@@ -152,6 +161,7 @@ class JobOutput(serializers.ModelSerializer):
             "started_at": _timestamp(job.started_at),
             "finished_at": _timestamp(job.finished_at),
             "cancel_requested_at": _timestamp(job.cancel_requested_at),
+            "workflow": self.get_workflow(job),
             "links": self.get_links(job),
         }
         for name in LARGE_FIELDS:
@@ -177,6 +187,13 @@ class JobOutput(serializers.ModelSerializer):
         if not job.error_type:
             return None
         return {"type": job.error_type, "message": job.error_message}
+
+    @extend_schema_field(JobWorkflowOutput(allow_null=True))
+    def get_workflow(self, job: Job) -> dict[str, str] | None:
+        # The workflow the job belongs to and its ref there (apps.workflows); null otherwise.
+        if job.workflow_id is None:
+            return None
+        return {"id": str(job.workflow_id), "ref": job.workflow_ref}
 
     @extend_schema_field(LinksOutput)
     def get_links(self, job: Job) -> dict[str, str]:

@@ -33,9 +33,10 @@ class UnreadableSpreadsheet(ClientError):
 def run(job: Job) -> str:
     from config.celery import app
     from workers import tasks  # noqa: F401  (registers one task per kind)
-    from workers.runtime import run_job
+    from workers.runtime import run_attempt
 
-    return run_job(app.tasks[job.kind], str(job.id))
+    # The attempt's outcome; the task's body then reports it to Celery (workers.outcomes).
+    return run_attempt(app.tasks[job.kind], str(job.id)).status
 
 
 @pytest.fixture

@@ -7,7 +7,12 @@
   const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
   const root = document.getElementById("app");
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
-  const urls = { kinds: root.dataset.kindsUrl, jobs: root.dataset.jobsUrl, login: root.dataset.loginUrl };
+  const urls = {
+    kinds: root.dataset.kindsUrl,
+    jobs: root.dataset.jobsUrl,
+    workflows: root.dataset.workflowsUrl,
+    login: root.dataset.loginUrl,
+  };
   const $ = (id) => document.getElementById(id);
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -421,9 +426,32 @@
     $("job-result-block").hidden = !hasResult;
     $("job-result").textContent = hasResult ? JSON.stringify(job.result, null, 2) : "";
     $("cancel-button").hidden = TERMINAL.has(job.status);
+    showWorkflow(job);
 
     for (const row of document.querySelectorAll("#jobs-table tbody tr")) {
       row.classList.toggle("watching", row.dataset.jobId === job.id);
+    }
+  }
+
+  // A workflow's job: its ref and how far its workflow has got, read again when the job's
+  // status changes (a dependency's end is what moves it from waiting to queued).
+  let workflowShown = "";
+  async function showWorkflow(job) {
+    const label = $("job-workflow-label");
+    const box = $("job-workflow");
+    label.hidden = box.hidden = !job.workflow;
+    if (!job.workflow) return;
+    const key = `${job.id}|${job.status}`;
+    if (workflowShown === key) return;
+    workflowShown = key;
+    try {
+      const { data: workflow } = await api("GET", `${urls.workflows}/${encodeURIComponent(job.workflow.id)}`);
+      if (!workflow || workflowShown !== key) return;
+      const done = workflow.counts.succeeded + workflow.counts.failed + workflow.counts.cancelled;
+      const name = workflow.name ? ` of “${workflow.name}”` : "";
+      box.textContent = `${job.workflow.ref}${name}: ${done} of ${workflow.counts.total} jobs finished (${workflow.status})`;
+    } catch (err) {
+      box.textContent = job.workflow.ref;
     }
   }
 
