@@ -130,7 +130,9 @@ def test_a_purged_backlog_runs_once_each_when_a_worker_comes(platform, owner, ow
         timeout=60,
     )
     assert purge.returncode == 0, purge.stderr[-2000:]
-    assert llen("default") == 0, "celery purge left messages behind"
+    # What the purge removed, in its own words: by the time it has exited, the sweep may
+    # already have published the jobs again, so the queue's length says nothing here.
+    assert "Purged 40 messages" in purge.stdout, purge.stdout
     assert redis.Redis.from_url(own_redis.url).exists(BROKER_SENTINEL_KEY)
 
     platform.worker(concurrency=2)
