@@ -38,6 +38,7 @@ class Sizes:
     scale_samples: int = 200
     sweep_repeats: int = 20
     recovery_sleep: float = 120.0
+    workflow_rounds: int = 4  # bench/workflows.py: submit rounds (release and drain: 2)
 
 
 QUICK = Sizes(
@@ -50,6 +51,7 @@ QUICK = Sizes(
     scale_rows=50_000,
     scale_samples=30,
     sweep_repeats=5,
+    workflow_rounds=2,
 )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admin_dashboard, benchmarks, chaos_figures
+from bench import admin_dashboard, benchmarks, chaos_figures, workflows
 from bench.machine import describe
 from bench.report import TITLES, Report
 from bench.stack import ROOT, BenchError, Stack
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[int, Callable]] = {
     "recovery": (6, benchmarks.recovery),
     "api": (2, benchmarks.api),
     "batch": (3, benchmarks.batch),
+    "workflows": (workflows.NUMBER, workflows.workflows),  # before scale: its seed holds jobs that never end
     "scale": (5, benchmarks.scale),
     "dashboard": (admin_dashboard.NUMBER, admin_dashboard.dashboard),  # reuses scale's million jobs
 }

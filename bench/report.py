@@ -12,6 +12,7 @@ TITLES = {
     5: "scale (jobs in PostgreSQL)",
     6: "crash recovery",
     7: "admin dashboard",
+    8: "workflows",
 }
 
 

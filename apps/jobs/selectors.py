@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import BooleanField, Case, F, JSONField, QuerySet, TextField, Value, When
@@ -21,6 +22,8 @@ class JobFilters:
     kind: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # A workflow's id: its jobs only (the job_workflow index, at most 1,000 rows).
+    workflow: UUID | None = None
 
 
 def job_list(*, owner: AbstractBaseUser, filters: JobFilters | None = None) -> QuerySet[Job]:
@@ -38,6 +41,8 @@ def job_list(*, owner: AbstractBaseUser, filters: JobFilters | None = None) -> Q
         qs = qs.filter(created_at__gt=filters.created_after)
     if filters.created_before:
         qs = qs.filter(created_at__lt=filters.created_before)
+    if filters.workflow:
+        qs = qs.filter(workflow_id=filters.workflow)
     return qs.order_by("-created_at")
 
 

@@ -124,11 +124,9 @@ class WorkflowDetailApi(APIView):
         unchanged = _not_modified(request, workflow_id=workflow_id)
         if unchanged is not None:
             return unchanged
-        version = selectors.workflow_version(owner=request.user, workflow_id=workflow_id)
-        workflow = selectors.workflow_get(owner=request.user, workflow_id=workflow_id)
-        jobs = selectors.workflow_jobs(workflow=workflow)
-        body = WorkflowOutput.of(workflow, request=request, jobs=jobs)
-        return Response(body, headers=polling.headers(version))  # type: ignore[arg-type]
+        detail = selectors.workflow_detail(owner=request.user, workflow_id=workflow_id)
+        body = WorkflowOutput.of(detail.workflow, request=request, jobs=detail.jobs)
+        return Response(body, headers=polling.headers(detail.version))  # type: ignore[arg-type]
 
 
 class WorkflowCancelApi(APIView):

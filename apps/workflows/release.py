@@ -30,10 +30,14 @@ def workflow_job_finished(*, workflow_id: str, job_id: str, status: str, now: da
     and queues those with nothing left to wait for; failure or cancel cancels everything
     downstream that waits (cancel_dependents) or counts down as success does (continue).
     The last member to end ends the workflow."""
-    workflow = Workflow.objects.select_for_update().filter(id=workflow_id).first()
-    # Its dependents only: a chord's last job's own list of dependencies may be long.
+    # Its dependents only: a chord's last job's own list of dependencies may be long. Read
+    # before the lock (they never change after submit), so the lock, which the workflow's
+    # members finishing at once queue for until each commits, is held one statement less.
     dependents = WorkflowNode.objects.filter(job_id=job_id).values_list("dependents", flat=True).first()
-    if workflow is None or dependents is None:
+    if dependents is None:
+        return  # pruned, or made outside workflow_submit: nothing to follow
+    workflow = Workflow.objects.select_for_update().filter(id=workflow_id).first()
+    if workflow is None:
         return  # pruned, or made outside workflow_submit: nothing to follow
     workflow.unfinished -= 1
     if status == JobStatus.SUCCEEDED or workflow.on_failure == OnFailure.CONTINUE:

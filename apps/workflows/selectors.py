@@ -4,12 +4,14 @@ the results of a job's dependencies (ctx.parent_results)."""
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast
 
 from apps.core.errors import NotFound
 from apps.jobs.models import Job, JobStatus
@@ -42,24 +44,29 @@ class WorkflowJob:
 
 
 def workflow_jobs(*, workflow: Workflow) -> list[WorkflowJob]:
-    """The workflow's jobs in the order submitted, each with its dependencies by ref: two
-    queries, whatever the size."""
+    """The workflow's jobs in the order submitted, each with its dependencies by ref: one
+    query (the nodes joined with their jobs), whatever the size. Ids and edges come as text
+    and no timestamp is read, because converting 1,000 rows of them in Python was most of
+    the cost of GET /api/v1/workflows/{id}."""
     rows = list(
-        Job.objects.filter(workflow_id=workflow.id)
-        .order_by("created_at")
-        .values_list("id", "workflow_ref", "kind", "status")
+        # Both sides by their workflow index (job_workflow, the node's foreign key): without the
+        # jobs' own condition the planner may read every job to join 1,000 nodes.
+        WorkflowNode.objects.filter(workflow_id=workflow.id, job__workflow_id=workflow.id)
+        .order_by("job__created_at")
+        .values_list(
+            Cast("job_id", TextField()), "job__workflow_ref", "job__kind", "job__status", Cast("parents", TextField())
+        )
     )
-    refs = {str(job_id): ref for job_id, ref, _, _ in rows}
-    parents = dict(WorkflowNode.objects.filter(workflow=workflow).values_list("job_id", "parents"))
+    refs = {job_id: ref for job_id, ref, _, _, _ in rows}
     return [
         WorkflowJob(
             ref=ref,
-            id=str(job_id),
+            id=job_id,
             kind=kind,
-            status=str(status),
-            depends_on=[refs.get(parent, parent) for parent in parents.get(job_id, [])],
+            status=status,
+            depends_on=[refs.get(parent, parent) for parent in json.loads(parents)] if parents != "[]" else [],
         )
-        for job_id, ref, kind, status in rows
+        for job_id, ref, kind, status, parents in rows
     ]
 
 
@@ -95,16 +102,52 @@ class WorkflowVersion:
         return self.status != WorkflowStatus.RUNNING
 
 
+def _versioned(*, owner: AbstractBaseUser, workflow_id: object) -> QuerySet[Workflow]:
+    """The owner's workflow with what its polling version needs of its jobs (their latest
+    change and number), read in the same query."""
+    jobs = Job.objects.filter(workflow_id=OuterRef("id")).order_by().values("workflow_id")
+    return Workflow.objects.filter(id=workflow_id, owner=owner).annotate(
+        jobs_changed_at=Subquery(jobs.annotate(m=Max("updated_at")).values("m")),
+        jobs_count=Subquery(jobs.annotate(n=Count("id")).values("n")),
+    )
+
+
+def _version_of(
+    workflow_id: object, updated_at: datetime, status: str, changed: datetime | None, n: int | None
+) -> WorkflowVersion:
+    return WorkflowVersion(str(workflow_id), updated_at, status, changed, n or 0)
+
+
 def workflow_version(*, owner: AbstractBaseUser, workflow_id: object) -> WorkflowVersion:
-    workflow = (
-        Workflow.objects.filter(id=workflow_id, owner=owner).values_list("updated_at", "status").first()
+    row = (
+        _versioned(owner=owner, workflow_id=workflow_id)
+        .values_list("id", "updated_at", "status", "jobs_changed_at", "jobs_count")
+        .first()
         if _is_uuid(workflow_id)
         else None
     )
+    if row is None:
+        raise NotFound("No such workflow.", code="workflow_not_found")
+    return _version_of(*row)
+
+
+@dataclass(frozen=True)
+class WorkflowDetail:
+    workflow: Workflow
+    jobs: list[WorkflowJob]
+    version: WorkflowVersion
+
+
+def workflow_detail(*, owner: AbstractBaseUser, workflow_id: object) -> WorkflowDetail:
+    """One of the owner's workflows, its jobs and its polling version: two queries, whatever
+    its size (tests/unit/workflows/test_detail_queries.py pins them)."""
+    workflow = _versioned(owner=owner, workflow_id=workflow_id).first() if _is_uuid(workflow_id) else None
     if workflow is None:
         raise NotFound("No such workflow.", code="workflow_not_found")
-    jobs = Job.objects.filter(workflow_id=workflow_id).aggregate(changed=Max("updated_at"), n=Count("id"))
-    return WorkflowVersion(str(workflow_id), workflow[0], workflow[1], jobs["changed"], jobs["n"])
+    version = _version_of(
+        workflow.id, workflow.updated_at, workflow.status, workflow.jobs_changed_at, workflow.jobs_count
+    )
+    return WorkflowDetail(workflow=workflow, jobs=workflow_jobs(workflow=workflow), version=version)
 
 
 def _is_uuid(value: object) -> bool:

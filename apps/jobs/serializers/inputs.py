@@ -119,3 +119,4 @@ class JobListFilters(serializers.Serializer):
     kind = serializers.CharField(max_length=100, required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
+    workflow = serializers.UUIDField(required=False, help_text="Only the jobs of this workflow (its id).")

@@ -31,3 +31,22 @@ def test_the_jobs_list_filters_by_workflow(admin_client, user):
     ids = jobs_of(workflow)
     assert str(ids["a"].id)[:8] in html
     assert str(jobs_of(other)["x"].id)[:8] not in html
+
+
+def test_the_jobs_list_shows_the_chosen_workflow_and_reads_no_list_of_workflows(
+    admin_client, user, django_assert_max_num_queries
+):
+    workflow = start(user, node("a"), node("b", "a"))
+    unfiltered = admin_client.get("/admin/jobs/job/").content.decode()
+    assert "By workflow" not in unfiltered  # nothing to choose from: no scan for workflow ids
+    with django_assert_max_num_queries(12):
+        page = admin_client.get(f"/admin/jobs/job/?workflow_id={workflow.id}")
+    html = page.content.decode()
+    assert "By workflow" in html
+    assert str(workflow.id)[:8] in html
+
+
+def test_a_bad_workflow_id_in_the_jobs_list_is_refused_not_a_crash(admin_client):
+    page = admin_client.get("/admin/jobs/job/?workflow_id=not-a-uuid")
+    assert page.status_code == 302
+    assert page["Location"].endswith("?e=1")

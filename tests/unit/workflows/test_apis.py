@@ -119,6 +119,35 @@ def test_jobs_list_filters_by_the_waiting_status(api, django_capture_on_commit_c
     assert len(page["results"]) == 3
 
 
+def test_jobs_list_filters_by_workflow(api, user, django_capture_on_commit_callbacks):
+    workflow = submit(api, django_capture_on_commit_callbacks).json()
+    other = submit(api, django_capture_on_commit_callbacks).json()
+    api.post("/api/v1/jobs", {"kind": "diagnostics.noop"}, format="json")
+    page = api.get(f"/api/v1/jobs?workflow={workflow['id']}").json()
+    assert sorted(job["id"] for job in page["results"]) == sorted(job["id"] for job in workflow["jobs"])
+    assert {job["workflow"]["id"] for job in page["results"]} == {workflow["id"]}
+    waiting = api.get("/api/v1/jobs", {"workflow": other["id"], "status": "waiting"}).json()
+    assert len(waiting["results"]) == 3
+    # Another client's workflow lists nothing of it.
+    stranger = client_for(UserFactory()).get(f"/api/v1/jobs?workflow={workflow['id']}").json()
+    assert stranger["results"] == []
+
+
+def test_a_bad_workflow_id_in_the_jobs_list_answers_400_naming_it(api):
+    response = api.get("/api/v1/jobs?workflow=not-a-uuid")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert list(error["details"]) == ["workflow"]
+
+
+def test_the_schema_documents_the_jobs_list_workflow_filter(api):
+    schema = api.get("/api/schema/?format=json").json()
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/jobs"]["get"]["parameters"]}
+    assert parameters["workflow"]["schema"] == {"type": "string", "format": "uuid"}
+    assert parameters["workflow"]["in"] == "query"
+
+
 def test_an_idempotency_key_is_refused_rather_than_ignored(api):
     response = api.post(WORKFLOWS, DIAMOND, format="json", HTTP_IDEMPOTENCY_KEY="k1")
     assert response.status_code == 400
