@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from apps.core import context
 from apps.core import redis as platform_redis
 from apps.core.text import clean_text
-from apps.jobs import flow, lifecycle
+from apps.jobs import flow, lifecycle, pauses
 from apps.jobs.registry import CLIENT_ERROR_TYPE, ClientError, JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
 from workers.outcomes import Outcome, report
@@ -217,8 +217,7 @@ def run_attempt(task: Task, job_id: str) -> Outcome:
             metrics.record_job_start(kind=claim.kind, queue=claim.queue, wait_seconds=wait)
     if claim is None:
         _release(kind, slot)
-        logger.info("job %s: nothing to claim (duplicate, stale, cancelled or finished); dropped", job_id)
-        return Outcome("dropped")
+        return _unclaimed(job_id, kind)
     with context.job_context(job=job_id, kind=claim.kind, request=claim.request_id):
         return _run_claimed(kind, claim, slot)
 
@@ -320,6 +319,22 @@ def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: str) -> Outcome:
     finally:
         keeper.release(lease)
         _release(kind, slot)
+
+
+def _unclaimed(job_id: str, kind: Kind) -> Outcome:
+    """Nothing was claimed. A queued job the claim refused is held by a pause: hand it back
+    to PostgreSQL without spending an attempt (apps.jobs.pauses). Anything else (a duplicate
+    or stale message, a cancelled or finished job) is dropped. This path alone pays the look."""
+    held = pauses.job_hand_back(job_id=job_id)
+    if held is None:
+        logger.info("job %s: nothing to claim (duplicate, stale, cancelled or finished); dropped", job_id)
+        return Outcome("dropped")
+    if held:
+        logger.info("job %s (%s): its queue or kind is paused; held in PostgreSQL until resumed", job_id, kind.name)
+        return Outcome("deferred", reason="its queue or kind is paused; it runs after the resume")
+    # A resume came between the claim and this look: the relay publishes it on its next sweep.
+    logger.info("job %s (%s): resumed while its message was refused; the relay publishes it again", job_id, kind.name)
+    return Outcome("deferred", reason="resumed meanwhile; published again by the relay")
 
 
 def _pass_gates(kind: Kind, job_id: str) -> str | Outcome:

@@ -26,6 +26,8 @@ from apps.jobs.reconciler import reconcile as reconcile_jobs  # noqa: E402
 from apps.jobs.registry import registry  # noqa: E402
 from apps.jobs.retention import prune as prune_old  # noqa: E402
 from apps.ops.alerts import queues_monitor  # noqa: E402
+from apps.ops.control import NotLeader  # noqa: E402
+from apps.schedules.firing import schedules_fire_due  # noqa: E402
 from config.celery import app  # noqa: E402
 from workers import heartbeat, revocation  # noqa: E402, F401  (the heartbeat in Redis; revokes reach their jobs)
 from workers.outcomes import AttemptFailed  # noqa: E402
@@ -132,6 +134,17 @@ _register_kinds()
 def reconcile(fence: Any = None) -> dict[str, int]:
     # Beat runs this inline and passes its leader's fence (workers.beat); never queued.
     return reconcile_jobs(fence=fence) if fence is not None else reconcile_jobs()
+
+
+@app.task(name="platform.schedules", ignore_result=True)
+def fire_schedules(fence: Any = None) -> None:
+    # Beat runs this inline on its leader, every SCHEDULE_SWEEP_SECONDS, with the leader's
+    # fence (workers.beat); never queued. It returns no figures, so the control loop's pulse
+    # (last_sweep_at) stays the reconciler's; apps.schedules.firing logs what it fired.
+    try:
+        schedules_fire_due(fence=fence) if fence is not None else schedules_fire_due()
+    except NotLeader as exc:
+        logger.info("schedules: not fired here: %s", exc)
 
 
 @app.task(name="platform.dead_letter_monitor", ignore_result=True)

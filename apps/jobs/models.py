@@ -80,6 +80,10 @@ class Job(models.Model):
     # a foreign key: the jobs app knows nothing of workflows, which follow its signals.
     workflow_id = models.UUIDField(null=True, blank=True)
     workflow_ref = models.CharField(max_length=100, blank=True, default="")
+    # The schedule whose firing made the job, and the time that firing was due
+    # (apps.schedules). A plain UUID, as workflow_id: the jobs app knows nothing of schedules.
+    schedule_id = models.UUIDField(null=True, blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -119,6 +123,16 @@ class Job(models.Model):
             ),
             # A workflow's jobs; partial, so a job outside any workflow costs no index write.
             models.Index(fields=["workflow_id"], name="job_workflow", condition=Q(workflow_id__isnull=False)),
+        ]
+        constraints = [
+            # One job per firing of a schedule, whatever beats race or restart: the database
+            # refuses a second (schedule, scheduled_for). Partial, so a job outside any
+            # schedule costs no index write; it also lists a schedule's jobs.
+            models.UniqueConstraint(
+                fields=["schedule_id", "scheduled_for"],
+                name="job_schedule_firing",
+                condition=Q(schedule_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -246,3 +260,25 @@ class BulkOperation(models.Model):
         if not self.total:
             return 100.0 if self.state == self.State.DONE else 0.0
         return round(100.0 * self.processed / self.total, 1)
+
+
+class Pause(models.Model):
+    """A paused queue or kind (apps.jobs.pauses). Its jobs are accepted and stay `queued` in
+    PostgreSQL: the claim's one statement refuses them (so no process's stale view can start
+    one), and the publishers leave them off the broker until the row is deleted (resume)."""
+
+    class Target(models.TextChoices):
+        QUEUE = "queue"
+        KIND = "kind"
+
+    target_type = models.CharField(max_length=8, choices=Target.choices)
+    name = models.CharField(max_length=100)
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+    paused_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["target_type", "name"]
+        constraints = [models.UniqueConstraint(fields=["target_type", "name"], name="pause_target_name")]
+
+    def __str__(self) -> str:
+        return f"{self.target_type} {self.name} paused"

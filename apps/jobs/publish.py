@@ -270,10 +270,14 @@ def _mark_published_sql(table: str) -> str:
 
 
 def job_publish_on_commit(jobs: Iterable[JobMessage]) -> None:
-    """Publish after the surrounding transaction commits (immediately when there is none)."""
+    """Publish after the surrounding transaction commits (immediately when there is none).
+    Jobs of a paused queue or kind stay unpublished, held in PostgreSQL until a resume
+    (apps.jobs.pauses: this process's view of the pauses, at most a second old)."""
+    from apps.jobs.pauses import messages_unpaused
+
     batch = list(jobs)
     if batch:
-        transaction.on_commit(lambda: publish_jobs_rollback_unsafe(batch))
+        transaction.on_commit(lambda: publish_jobs_rollback_unsafe(messages_unpaused(batch)))
 
 
 def dead_letter_publish_rollback_unsafe(letters: Iterable[tuple[int, str, str]]) -> int:

@@ -19,6 +19,7 @@ from apps.core.db import connections_reopen_if_broken
 from apps.core.redis import key, redis_client
 from apps.jobs.lifecycle import AttemptFailure, job_after_failed_attempt, record_lost_attempt
 from apps.jobs.models import Job, JobAttempt, JobStatus
+from apps.jobs.pauses import pause_mirror_write, unpaused
 from apps.jobs.publish import JobMessage, publish_jobs_rollback_unsafe
 from apps.jobs.stranded import jobs_publish_again, jobs_republish_stranded_when_due
 
@@ -55,6 +56,7 @@ def jobs_relay_unpublished(*, now: datetime) -> int:
     due = (
         Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=True)
         .filter(Q(run_at__isnull=True, created_at__lt=grace) | Q(run_at__lte=now))
+        .filter(unpaused())  # held in PostgreSQL until resumed (apps.jobs.pauses)
         .order_by("created_at")
         .values_list("id", "kind", "queue", "request_id")[:BATCH]
     )
@@ -88,11 +90,16 @@ def jobs_repair_broker_loss() -> int:
     message that survived after all is dropped by the claim, so duplicates are harmless."""
     if not redis_client().set(BROKER_SENTINEL_KEY, timezone.now().isoformat(), nx=True):
         return 0
+    # A paused job's lost message is not sent again: marked unpublished, it waits for the
+    # relay after its resume.
+    Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=False).exclude(unpaused()).update(
+        published_at=None
+    )
     republished = 0
     last_id = None
     while True:
         # Keyset pagination on the primary key: stable while rows change under us.
-        page = Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=False)
+        page = Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=False).filter(unpaused())
         if last_id is not None:
             page = page.filter(id__gt=last_id)
         rows = list(page.order_by("id").values_list("id", "kind", "queue", "request_id")[:BATCH])
@@ -111,6 +118,12 @@ def jobs_repair_broker_loss() -> int:
     return republished
 
 
+def _pauses_mirror() -> int:
+    """Write the pauses to the Redis key every process reads; returns how many there are."""
+    paused = pause_mirror_write()
+    return len(paused.queues) + len(paused.kinds)
+
+
 def reconcile(*, now: datetime | None = None, fence: Fence = _unfenced) -> dict[str, int]:
     """One sweep. Each step stands alone, so Redis being down does not stop lease recovery,
     and a step that failed is -1 in the figures."""
@@ -122,6 +135,8 @@ def reconcile(*, now: datetime | None = None, fence: Fence = _unfenced) -> dict[
         ("expired", lambda: jobs_expire_leases(now=now, fence=fence)),
         ("republished", jobs_repair_broker_loss),
         ("stranded", lambda: jobs_republish_stranded_when_due(fence=fence)),
+        # Every process's view of the pauses comes from this key; Redis may have lost it.
+        ("paused", _pauses_mirror),
     ]
     for name, step in steps:
         # A connection that broke in an earlier step or sweep is replaced, not reused.

@@ -53,9 +53,9 @@ from django.utils import timezone
 from kombu.transport import redis as kombu_redis
 
 from apps.core.redis import redis_client
-from apps.jobs.models import Job, JobStatus, Priority
+from apps.jobs.models import Job, JobStatus
+from apps.jobs.pauses import job_queues, unpaused
 from apps.jobs.publish import JobMessage, publish_jobs_rollback_unsafe
-from apps.jobs.registry import registry
 
 logger = logging.getLogger("apps.jobs.stranded")
 
@@ -70,14 +70,8 @@ _UNACKED = kombu_redis.Channel.unacked_key
 _UNACKED_INDEX = kombu_redis.Channel.unacked_index_key
 
 
-def job_queues() -> list[str]:
-    """Every queue a job may be published to: the priorities', and the kinds' own."""
-    names = {priority.value for priority in Priority}
-    names.update(kind.queue for kind in registry if kind.queue)
-    return sorted(names)
-
-
-def _lists_of(queue: str) -> list[str]:
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists of a queue, one per priority step (kombu's names)."""
     return [queue if step == 0 else f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS]
 
 
@@ -140,7 +134,7 @@ def broker_view(queues: Iterable[str]) -> BrokerView:
     taken_at = timezone.now()
     pipe = client.pipeline(transaction=True)
     for queue in queues:
-        for name in _lists_of(queue):
+        for name in queue_lists(queue):
             pipe.llen(name)
         pipe.lindex(queue, -1)
     pipe.hgetall(_UNACKED)
@@ -234,6 +228,8 @@ def jobs_publish_again(messages: list[JobMessage]) -> list[str]:
 def _candidates(queue: str, cutoff: datetime, limit: int) -> list[Candidate]:
     rows = (
         Job.objects.filter(status=JobStatus.QUEUED, queue=queue, published_at__lt=cutoff)
+        # A paused job's message is meant to go: a worker hands it back (apps.jobs.pauses).
+        .filter(unpaused())
         .order_by("published_at")
         .values_list("id", "kind", "queue", "request_id", "published_at")[:limit]
     )

@@ -19,7 +19,14 @@ from redis.exceptions import RedisError
 from apps.deadletters.selectors import dead_letter_stats
 from apps.ops.control import control_loop_status
 from apps.ops.metrics import QUEUES
-from apps.ops.selectors import MinuteFigures, attempts_per_minute, live_workers, queue_figures
+from apps.ops.selectors import (
+    MinuteFigures,
+    attempts_per_minute,
+    kind_pauses,
+    live_workers,
+    pauses_by_target,
+    queue_figures,
+)
 
 admin.site.index_template = "admin/ops/index.html"  # the admin's index, with a link to the dashboard
 
@@ -90,10 +97,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         workers = None  # the page says Redis did not answer
     loop = control_loop_status()
     letters = dead_letter_stats()
+    paused = pauses_by_target()
     context = {
         **admin.site.each_context(request),
         "title": "Operations dashboard",
-        "queues": queue_figures(QUEUES),
+        "queues": queue_figures(QUEUES, paused=paused),
+        "kinds": kind_pauses(paused=paused),
+        "can_pause": request.user.has_perm("jobs.change_pause"),
         "chart": attempts_chart(attempts_per_minute(minutes=60)),
         "series": SERIES,
         "dead_letters": letters,

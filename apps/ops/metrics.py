@@ -171,6 +171,7 @@ class PlatformCollector(Collector):
         for queue, age in oldest_waiting_seconds(QUEUES).items():
             oldest.add_metric([queue], age)
         yield oldest
+        yield from _pause_metrics()
 
         stats = dead_letter_stats()
         yield GaugeMetricFamily("dead_letters", "Open dead letters.", value=float(stats.depth))
@@ -187,6 +188,25 @@ class PlatformCollector(Collector):
             finished.add_metric([status.decode()], float(value))
         yield finished
         yield GaugeMetricFamily("workflows_running", "Workflows running now.", value=float(workflows_running_count()))
+
+
+def _pause_metrics() -> Iterator[GaugeMetricFamily]:
+    """1 for a paused queue or kind, 0 otherwise (apps.jobs.pauses), from one query: alert on
+    a pause left on, `max_over_time(queue_paused[1h]) == 1`."""
+    from apps.jobs.models import Pause
+    from apps.jobs.pauses import job_queues
+    from apps.jobs.registry import registry
+    from apps.ops.selectors import pauses_by_target
+
+    paused = pauses_by_target()
+    queues = GaugeMetricFamily("queue_paused", "1 while the queue is paused, else 0.", labels=["queue"])
+    for queue in job_queues():
+        queues.add_metric([queue], 1.0 if (Pause.Target.QUEUE, queue) in paused else 0.0)
+    yield queues
+    kinds = GaugeMetricFamily("kind_paused", "1 while the kind is paused, else 0.", labels=["kind"])
+    for kind in registry:
+        kinds.add_metric([kind.name], 1.0 if (Pause.Target.KIND, kind.name) in paused else 0.0)
+    yield kinds
 
 
 def _control_loop_metrics() -> Iterator[GaugeMetricFamily]:

@@ -10,7 +10,9 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.core.redis import key, redis_client
-from apps.jobs.models import Job, JobAttempt, JobStatus
+from apps.jobs.models import Job, JobAttempt, JobStatus, Pause
+from apps.jobs.registry import registry
+from apps.jobs.stranded import queue_lists
 
 WORKER_KEY_PREFIX = key("worker:")
 
@@ -42,20 +44,58 @@ class QueueFigures:
     name: str
     depth: int | None  # messages on the Redis list; None when Redis did not answer
     oldest_age_seconds: float  # the oldest queued job due now, from PostgreSQL; 0 when none
+    paused: bool = False
+    paused_by: str = ""
+    paused_at: datetime | None = None
 
 
-def queue_figures(queues: Sequence[str]) -> list[QueueFigures]:
-    """Each queue's depth (LLEN of its Redis list, one pipelined round trip) and the age of
-    its oldest queued job (one probe of job_queued_by_queue each)."""
+def queue_figures(queues: Sequence[str], *, paused: dict[tuple[str, str], Pause] | None = None) -> list[QueueFigures]:
+    """Each queue's depth (LLEN of its Redis lists, one per priority step, in one pipelined
+    round trip), the age of its oldest queued job (one probe of job_queued_by_queue each)
+    and whether it is paused (one query for all)."""
     try:
         pipe = redis_client().pipeline(transaction=False)
         for queue in queues:
-            pipe.llen(queue)
-        depths: list[int | None] = [int(n) for n in pipe.execute()]
+            for name in queue_lists(queue):
+                pipe.llen(name)
+        lengths = [int(n) for n in pipe.execute()]
+        steps = len(lengths) // len(queues) if queues else 0
+        depths: list[int | None] = [sum(lengths[i * steps : (i + 1) * steps]) for i in range(len(queues))]
     except RedisError:
         depths = [None] * len(queues)
     ages = oldest_waiting_seconds(queues)
-    return [QueueFigures(q, d, ages[q]) for q, d in zip(queues, depths, strict=True)]
+    paused = pauses_by_target() if paused is None else paused
+    return [
+        QueueFigures(q, d, ages[q], *_pause_fields(paused.get((Pause.Target.QUEUE, q))))
+        for q, d in zip(queues, depths, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class KindPause:
+    name: str
+    queue: str
+    paused: bool
+    paused_by: str = ""
+    paused_at: datetime | None = None
+
+
+def kind_pauses(*, paused: dict[tuple[str, str], Pause] | None = None) -> list[KindPause]:
+    """Every kind, its queue and whether it is paused (one query, unless `paused` is given)."""
+    paused = pauses_by_target() if paused is None else paused
+    return [
+        KindPause(k.name, k.queue_for(k.priority), *_pause_fields(paused.get((Pause.Target.KIND, k.name))))
+        for k in registry
+    ]
+
+
+def pauses_by_target() -> dict[tuple[str, str], Pause]:
+    """Every pause, by (target type, name)."""
+    return {(p.target_type, p.name): p for p in Pause.objects.all()}
+
+
+def _pause_fields(pause: Pause | None) -> tuple[bool, str, datetime | None]:
+    return (False, "", None) if pause is None else (True, pause.paused_by, pause.paused_at)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "apps.deadletters",
     "apps.webhooks",
     "apps.workflows",
+    "apps.schedules",
     "apps.files",
     "apps.web",
     "apps.ops",

@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config.env import env_bool, env_int, env_str
-from config.settings.jobs import RECONCILE_INTERVAL_SECONDS
+from config.settings.jobs import RECONCILE_INTERVAL_SECONDS, SCHEDULE_SWEEP_SECONDS
 from config.settings.ops import DEAD_LETTER_CHECK_SECONDS, PRUNE_INTERVAL_SECONDS
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -84,6 +84,7 @@ def _inline(task: str, every: float, *, fenced: bool = False) -> dict[str, objec
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile": _inline("platform.reconcile", RECONCILE_INTERVAL_SECONDS, fenced=True),
+    "schedules": _inline("platform.schedules", SCHEDULE_SWEEP_SECONDS, fenced=True),
     "prune": _inline("platform.prune", PRUNE_INTERVAL_SECONDS),
     "bulk-operations": _inline("platform.bulk_operations", 1.0),
     "queue-monitor": _inline("platform.queue_monitor", DEAD_LETTER_CHECK_SECONDS),

@@ -19,6 +19,9 @@ JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 15.0, minimum=1.0)
 JOB_RETRY_BASE_SECONDS = env_float("JOB_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
 JOB_RETRY_MAX_SECONDS = env_float("JOB_RETRY_MAX_SECONDS", 300.0, minimum=0.0)
 RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 1.0, minimum=0.1)
+# How often the control loop's leader looks for due schedules (apps.schedules.firing): a
+# firing's job exists at most about this long after its time. One indexed read when none is due.
+SCHEDULE_SWEEP_SECONDS = env_float("SCHEDULE_SWEEP_SECONDS", 0.25, minimum=0.05)
 # How long a committed job may wait for its publish before the relay publishes it itself.
 OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
 # The stranded-job sweep (apps.jobs.stranded): a published job's message counts as gone only

@@ -65,9 +65,10 @@ def lease_seed(*, task_id: str | None, worker: str, pid: int | None, delivery: s
 def job_claim(*, job_id: str, worker: str, seed: str | None = None) -> Claim | None:
     """Take a queued job with one conditional update, which also returns what the worker
     needs (UPDATE ... RETURNING: one statement, no transaction). None means there is nothing
-    to claim: a duplicate or stale message, a cancelled job, or one that already finished.
-    The attempt's row is written when the attempt ends (or its lease expires). `seed` (see
-    lease_seed) makes the lease token derivable; without one it is random."""
+    to claim: a duplicate or stale message, a cancelled job, one that already finished, or
+    one that a paused queue or kind holds (apps.jobs.pauses). The attempt's row is written
+    when the attempt ends (or its lease expires). `seed` (see lease_seed) makes the lease
+    token derivable; without one it is random."""
     now = timezone.now()
     values = store.job_claim_update(job_id=job_id, worker=worker, seed=seed, now=now)
     if values is None:

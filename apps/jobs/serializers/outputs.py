@@ -71,6 +71,7 @@ class JobOutput(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     workflow = serializers.SerializerMethodField()
+    schedule = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
 
     class Meta:
@@ -92,12 +93,17 @@ class JobOutput(serializers.ModelSerializer):
             "finished_at",
             "cancel_requested_at",
             "workflow",
+            "schedule",
+            "scheduled_for",
             "links",
         ]
         read_only_fields = fields
         # When a cancel was asked: a running job stays "running" until its handler stops,
         # so this is what says a cancel is pending (null when none was asked).
-        extra_kwargs = {"cancel_requested_at": {"help_text": "When a cancel was asked; null if never."}}
+        extra_kwargs = {
+            "cancel_requested_at": {"help_text": "When a cancel was asked; null if never."},
+            "scheduled_for": {"help_text": "The time the schedule's firing that made the job was due; null otherwise."},
+        }
 
     # The columns to_representation reads: a list loads only these (apis.JobListCreateApi),
     # never a traceback. tests/unit/jobs/test_apis.py pins a list page at one query, so a
@@ -122,6 +128,8 @@ class JobOutput(serializers.ModelSerializer):
         "cancel_requested_at",
         "workflow_id",
         "workflow_ref",
+        "schedule_id",
+        "scheduled_for",
     )
 
     def to_representation(self, job: Job) -> dict[str, Any]:
@@ -162,6 +170,8 @@ class JobOutput(serializers.ModelSerializer):
             "finished_at": _timestamp(job.finished_at),
             "cancel_requested_at": _timestamp(job.cancel_requested_at),
             "workflow": self.get_workflow(job),
+            "schedule": None if job.schedule_id is None else str(job.schedule_id),
+            "scheduled_for": _timestamp(job.scheduled_for),
             "links": self.get_links(job),
         }
         for name in LARGE_FIELDS:
@@ -194,6 +204,11 @@ class JobOutput(serializers.ModelSerializer):
         if job.workflow_id is None:
             return None
         return {"id": str(job.workflow_id), "ref": job.workflow_ref}
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True, help_text="The schedule that made the job, if any."))
+    def get_schedule(self, job: Job) -> str | None:
+        # The schedule whose firing made the job (apps.schedules); null otherwise.
+        return None if job.schedule_id is None else str(job.schedule_id)
 
     @extend_schema_field(LinksOutput)
     def get_links(self, job: Job) -> dict[str, str]:
