@@ -69,6 +69,28 @@ def _errors(*codes: int) -> dict[int, Any]:
     return {code: ErrorResponse for code in codes}
 
 
+def polling_parameters(noun: str) -> list[OpenApiParameter]:
+    """The long poll's `wait` and the conditional GET's If-None-Match, as the schema shows them
+    for a job or a workflow."""
+    return [
+        OpenApiParameter(
+            "wait",
+            {"type": "number", "minimum": 0, "maximum": notify.WAIT_MAX_SECONDS},
+            OpenApiParameter.QUERY,
+            description=(
+                f"Hold the request up to this many seconds (0 to {notify.WAIT_MAX_SECONDS}) until the {noun} "
+                "changes from If-None-Match (or from its state when the request arrived), or ends."
+            ),
+        ),
+        OpenApiParameter(
+            "If-None-Match",
+            str,
+            OpenApiParameter.HEADER,
+            description=f"The ETag of the last answer: 304 with no body while the {noun} is unchanged.",
+        ),
+    ]
+
+
 # Every authenticated operation may answer 401 (no or bad token) and 429 (request throttle).
 _COMMON_ERRORS = (401, 429)
 
@@ -229,21 +251,7 @@ class JobDetailApi(APIView):
         operation_id="jobs_retrieve",
         parameters=[
             OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
-            OpenApiParameter(
-                "wait",
-                {"type": "number", "minimum": 0, "maximum": notify.WAIT_MAX_SECONDS},
-                OpenApiParameter.QUERY,
-                description=(
-                    f"Hold the request up to this many seconds (0 to {notify.WAIT_MAX_SECONDS}) until the job "
-                    "changes from If-None-Match (or from its state when the request arrived), or ends."
-                ),
-            ),
-            OpenApiParameter(
-                "If-None-Match",
-                str,
-                OpenApiParameter.HEADER,
-                description="The ETag of the last answer: 304 with no body while the job is unchanged.",
-            ),
+            *polling_parameters("job"),
         ],
     )
     def get(self, request: Request, job_id: str) -> Any:

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from apps.core.errors import InvalidInput
 from apps.jobs import notify, polling
-from apps.jobs.apis import JobCursorPagination, _errors, _request_id
+from apps.jobs.apis import JobCursorPagination, _errors, _request_id, polling_parameters
 from apps.workflows import selectors, services
 from apps.workflows.graph import WORKFLOW_MAX_JOBS
 from apps.workflows.serializers import WorkflowOutput, WorkflowPageOutput, WorkflowSubmitInput, WorkflowSummaryOutput
@@ -103,21 +103,7 @@ class WorkflowDetailApi(APIView):
         operation_id="workflows_retrieve",
         parameters=[
             _ID,
-            OpenApiParameter(
-                "wait",
-                {"type": "number", "minimum": 0, "maximum": notify.WAIT_MAX_SECONDS},
-                OpenApiParameter.QUERY,
-                description=(
-                    f"Hold the request up to this many seconds (0 to {notify.WAIT_MAX_SECONDS}) until the "
-                    "workflow changes from If-None-Match (or from its state when the request arrived), or ends."
-                ),
-            ),
-            OpenApiParameter(
-                "If-None-Match",
-                str,
-                OpenApiParameter.HEADER,
-                description="The ETag of the last answer: 304 with no body while the workflow is unchanged.",
-            ),
+            *polling_parameters("workflow"),
         ],
     )
     def get(self, request: Request, workflow_id: str) -> Any:

@@ -40,38 +40,9 @@ def workflow_submit(
     graph = graph_check(jobs)
     if on_failure not in OnFailure.values:
         raise InvalidInput(f"on_failure must be one of {', '.join(OnFailure.values)}.", code="invalid_on_failure")
-    checked: list[lifecycle.CheckedJob] = []
-    errors: list[dict[str, Any]] = []
-    for spec in jobs:
-        ref = spec["ref"]
-        try:
-            checked.append(
-                lifecycle.job_check(
-                    owner=owner,
-                    kind=spec["kind"],
-                    payload=spec.get("payload", {}),
-                    priority=spec.get("priority"),
-                    max_attempts=spec.get("max_attempts"),
-                    from_client=from_client,
-                )
-            )
-        except lifecycle.PriorityNotAllowed as exc:
-            raise lifecycle.PriorityNotAllowed(
-                f"Job {ref!r}: {exc.message}", details={"ref": ref, **exc.details}
-            ) from None
-        except InvalidInput as exc:
-            error = {"ref": ref, "code": exc.code, "message": exc.message}
-            if exc.details is not None:
-                error["details"] = exc.details
-            errors.append(error)
-    if errors:
-        first = errors[0]
-        raise InvalidInput(
-            f"{len(errors)} of {len(jobs)} jobs are not valid, so none was submitted. "
-            f"Job {first['ref']!r}: {first['message']}",
-            code="invalid_workflow",
-            details=errors,
-        )
+    checked = lifecycle.jobs_check_all(
+        owner=owner, jobs=jobs, label="ref", code="invalid_workflow", from_client=from_client
+    )
     callback_url = lifecycle.job_validate_callback_url(callback_url)
     lifecycle.jobs_admit(owner=owner, checked=checked)
 

@@ -47,7 +47,13 @@ from apps.jobs.lifecycle.idempotency import (
     request_fingerprint,
 )
 from apps.jobs.lifecycle.store import lease_token_for, new_job
-from apps.jobs.lifecycle.submit import job_check_and_admit, job_submit, job_submit_batch, jobs_create
+from apps.jobs.lifecycle.submit import (
+    job_check_and_admit,
+    job_submit,
+    job_submit_batch,
+    jobs_check_all,
+    jobs_create,
+)
 from apps.jobs.lifecycle.validation import (
     CheckedJob,
     PriorityNotAllowed,
@@ -97,6 +103,7 @@ __all__ = [
     "job_validate_callback_url",
     "job_validate_outbound_urls",
     "jobs_admit",
+    "jobs_check_all",
     "jobs_create",
     "lease_seed",
     "lease_token_for",

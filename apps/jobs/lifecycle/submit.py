@@ -123,9 +123,22 @@ def job_submit_batch(
     in one transaction, and published together after the commit. Each item has the keys of
     a single submission (kind, payload, priority, run_at, max_attempts, callback_url), and
     `from_client` means what it means for job_submit."""
+    checked = jobs_check_all(owner=owner, jobs=jobs, label="index", code="invalid_batch", from_client=from_client)
+    jobs_admit(owner=owner, checked=checked)
+    with transaction.atomic():
+        return jobs_create(owner=owner, checked=checked, request_id=request_id)
+
+
+def jobs_check_all(
+    *, owner: AbstractBaseUser, jobs: list[dict[str, Any]], label: str, code: str, from_client: bool = False
+) -> list[CheckedJob]:
+    """Check every job of a batch or a workflow, all or nothing. Each bad job is named in the
+    400 (`code`) by its `label`: "index" (its place in the list) or a key of the item ("ref");
+    a priority the client may not use answers 403 at once, naming the job."""
     checked: list[CheckedJob] = []
     errors: list[dict[str, Any]] = []
     for index, spec in enumerate(jobs):
+        name = index if label == "index" else spec[label]
         try:
             checked.append(
                 job_check(
@@ -140,10 +153,10 @@ def job_submit_batch(
                 )
             )
         except PriorityNotAllowed as exc:
-            # Refused rather than malformed: the whole batch answers 403, naming the job.
-            raise PriorityNotAllowed(f"Job {index}: {exc.message}", details={"index": index, **exc.details}) from None
+            # Refused rather than malformed: the whole submission answers 403, naming the job.
+            raise PriorityNotAllowed(f"Job {name!r}: {exc.message}", details={label: name, **exc.details}) from None
         except InvalidInput as exc:
-            error = {"index": index, "code": exc.code, "message": exc.message}
+            error = {label: name, "code": exc.code, "message": exc.message}
             if exc.details is not None:
                 error["details"] = exc.details
             errors.append(error)
@@ -151,10 +164,8 @@ def job_submit_batch(
         first = errors[0]
         raise InvalidInput(
             f"{len(errors)} of {len(jobs)} jobs are not valid, so none was submitted. "
-            f"Job {first['index']}: {first['message']}",
-            code="invalid_batch",
+            f"Job {first[label]!r}: {first['message']}",
+            code=code,
             details=errors,
         )
-    jobs_admit(owner=owner, checked=checked)
-    with transaction.atomic():
-        return jobs_create(owner=owner, checked=checked, request_id=request_id)
+    return checked
