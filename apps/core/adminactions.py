@@ -40,9 +40,11 @@ class ObjectAction:
 
 class ObjectActionsMixin(admin.ModelAdmin):
     """Give a ModelAdmin `object_actions`. Its change page becomes read-only for everyone
-    (no Save buttons; a POST to it is refused): every change goes through an action."""
+    (no Save buttons; a POST to it is refused): every change goes through an action. An admin
+    whose form saves through the services too sets `read_only_pages = False`."""
 
     object_actions: tuple[ObjectAction, ...] = ()
+    read_only_pages = True
     change_form_template = "admin/object_actions_change_form.html"
     object_action_template = "admin/object_action_confirm.html"
 
@@ -110,7 +112,7 @@ class ObjectActionsMixin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        if request.method == "POST":
+        if request.method == "POST" and self.read_only_pages:
             raise PermissionDenied  # read-only: the buttons above the page are the way to change it
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -123,11 +125,9 @@ class ObjectActionsMixin(admin.ModelAdmin):
         form_url: str = "",
         obj: Model | None = None,
     ) -> HttpResponse:
-        context.update(
-            show_save=False,
-            show_save_and_continue=False,
-            show_save_and_add_another=False,
-            show_delete=False,
-            object_actions=self.available_object_actions(request, obj) if obj is not None else [],
-        )
+        if self.read_only_pages:
+            context.update(
+                show_save=False, show_save_and_continue=False, show_save_and_add_another=False, show_delete=False
+            )
+        context["object_actions"] = self.available_object_actions(request, obj) if obj is not None else []
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -77,6 +77,7 @@ def _run_now(schedule: Schedule, actor: str) -> Outcome:
 @admin.register(Schedule)
 class ScheduleAdmin(ObjectActionsMixin, admin.ModelAdmin):
     form = ScheduleForm
+    read_only_pages = False  # editable: Save goes through the services (ScheduleForm)
     list_display = ("short", "kind", "when", "enabled", "owner", "next_run", "last_fired", "last_error_short")
     list_filter = ("enabled",)
     search_fields = ("=id", "kind")
@@ -123,25 +124,6 @@ class ScheduleAdmin(ObjectActionsMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
         # The owner is chosen once: the jobs a schedule already made are that owner's.
         return (*self.readonly_fields, "owner") if obj is not None else self.readonly_fields
-
-    # --- editable, unlike the mixin's read-only pages: Save goes through the services ----
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        return admin.ModelAdmin.change_view(self, request, object_id, form_url, extra_context)
-
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Schedule | None = None,
-    ) -> HttpResponse:
-        context["object_actions"] = self.available_object_actions(request, obj) if obj is not None else []
-        return admin.ModelAdmin.render_change_form(self, request, context, add, change, form_url, obj)
 
     def save_model(self, request: HttpRequest, obj: Schedule, form: forms.ModelForm, change: bool) -> None:
         data = form.cleaned_data
