@@ -39,6 +39,7 @@ class Sizes:
     sweep_repeats: int = 20
     recovery_sleep: float = 120.0
     workflow_rounds: int = 4  # bench/workflows.py: submit rounds (release and drain: 2)
+    schedule_firings: int = 30  # bench/schedules.py: firings of an every_seconds 1 schedule timed
 
 
 QUICK = Sizes(
@@ -52,6 +53,7 @@ QUICK = Sizes(
     scale_samples=30,
     sweep_repeats=5,
     workflow_rounds=2,
+    schedule_firings=10,
 )
 
 

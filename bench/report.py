@@ -13,6 +13,7 @@ TITLES = {
     6: "crash recovery",
     7: "admin dashboard",
     8: "workflows",
+    9: "schedule firing",
 }
 
 

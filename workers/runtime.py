@@ -20,13 +20,14 @@ from typing import Any, NoReturn, TypeVar
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
 
 from apps.core import context
 from apps.core import redis as platform_redis
 from apps.core.text import clean_text
-from apps.jobs import flow, lifecycle, pauses
+from apps.jobs import flow, lifecycle, pauses, selectors
 from apps.jobs.registry import CLIENT_ERROR_TYPE, ClientError, JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
 from workers.outcomes import Outcome, report
@@ -45,7 +46,7 @@ class Lease:
 
     __slots__ = ("claim", "due", "kind", "lost", "slot")
 
-    def __init__(self, claim: lifecycle.Claim, kind: Kind, slot: str, due: float) -> None:
+    def __init__(self, claim: lifecycle.Claim, kind: Kind, slot: flow.Slot | None, due: float) -> None:
         self.claim = claim
         self.kind = kind
         self.slot = slot
@@ -70,7 +71,7 @@ class LeaseKeeper:
     def interval() -> float:
         return max(0.2, settings.JOB_LEASE_SECONDS / 3)
 
-    def hold(self, claim: lifecycle.Claim, *, kind: Kind, slot: str = "") -> Lease:
+    def hold(self, claim: lifecycle.Claim, *, kind: Kind, slot: flow.Slot | None = None) -> Lease:
         if self._pid != os.getpid():  # a forked child: the parent's thread did not come along
             self._pid, self._leases, self._lock, self._thread = os.getpid(), {}, threading.Lock(), None
         lease = Lease(claim, kind, slot, time.monotonic() + self.interval())
@@ -108,8 +109,8 @@ class LeaseKeeper:
                 lease.lost = True
                 self.release(lease)
                 return
-            if lease.slot:
-                flow.concurrency_renew(lease.kind.name, lease.slot, lease_seconds=settings.JOB_LEASE_SECONDS)
+            if lease.slot:  # under the key it was taken in: the kind's, or its limit key's
+                flow.concurrency_renew(lease.slot, lease_seconds=settings.JOB_LEASE_SECONDS)
         except Exception:
             logger.exception("job %s: could not renew its lease", lease.claim.job_id)
             connection.close()  # this thread's own; the next renewal opens a fresh one
@@ -266,7 +267,7 @@ def _requeue_while_database_away(job_id: str, exc: Exception) -> NoReturn:
     raise Reject(f"PostgreSQL unreachable: {type(exc).__name__}", requeue=True)
 
 
-def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: str) -> Outcome:
+def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: flow.Slot | None) -> Outcome:
     job_id = claim.job_id
     lease = keeper.hold(claim, kind=kind, slot=slot)
     ctx = Context(claim, lease)
@@ -337,24 +338,50 @@ def _unclaimed(job_id: str, kind: Kind) -> Outcome:
     return Outcome("deferred", reason="resumed meanwhile; published again by the relay")
 
 
-def _pass_gates(kind: Kind, job_id: str) -> str | Outcome:
-    """Check the kind's rate limit and take a concurrency slot. Returns the slot token ("" for
-    a kind without a concurrency limit), or the outcome when the job was deferred: it then waits
-    in PostgreSQL, and this worker goes on with its next message instead of holding this one."""
+def _pass_gates(kind: Kind, job_id: str) -> flow.Slot | Outcome | None:
+    """Check the kind's rate limit and take a concurrency slot. Returns the slot (None for a
+    kind without a concurrency limit), or the outcome when the job was deferred: it then waits
+    in PostgreSQL, and this worker goes on with its next message instead of holding this one.
+    A kind whose limits are keyed (limit_per) counts them under the job's own key."""
+    if not (kind.rate_limit or kind.concurrency):
+        return None
+    key = None
+    if kind.limit_per:
+        try:
+            key = _limit_key(kind.limit_per, job_id)
+        except ObjectDoesNotExist:
+            return None  # gone: the claim finds nothing and drops the message
     try:
         if kind.rate_limit:
-            gate = flow.rate_acquire(kind.name, kind.rate_limit)
+            gate = flow.rate_acquire(kind.name, kind.rate_limit, key=key)
             if not gate.allowed:
                 return _defer(job_id, kind, gate.retry_in, "rate limit")
         if kind.concurrency:
-            gate = flow.concurrency_acquire(kind.name, kind.concurrency, lease_seconds=settings.JOB_LEASE_SECONDS)
+            gate = flow.concurrency_acquire(
+                kind.name, kind.concurrency, lease_seconds=settings.JOB_LEASE_SECONDS, key=key
+            )
             if not gate.allowed:
                 return _defer(job_id, kind, gate.retry_in, "concurrency limit")
-            return gate.token
+            return gate.slot
     except RedisError:
         # Without Redis the limits cannot be counted: run rather than stall, and say so.
         logger.warning("job %s (%s): limits unavailable (Redis unreachable); running anyway", job_id, kind.name)
-    return ""
+    return None
+
+
+def _limit_key(per: str, job_id: str) -> str:
+    """The job's limit key: one small query, paid by keyed kinds only. It is the job's first
+    query, so it meets a connection that died while idle as the claim does (_claim)."""
+    field = flow.limit_payload_field(per)
+    try:
+        try:
+            value = selectors.job_limit_value(job_id=job_id, payload_field=field)
+        except (OperationalError, InterfaceError):
+            connection.close()
+            value = selectors.job_limit_value(job_id=job_id, payload_field=field)
+    except (OperationalError, InterfaceError) as exc:
+        _requeue_while_database_away(job_id, exc)
+    return flow.limit_key(value)
 
 
 def _defer(job_id: str, kind: Kind, seconds: float, why: str) -> Outcome:
@@ -365,7 +392,7 @@ def _defer(job_id: str, kind: Kind, seconds: float, why: str) -> Outcome:
     return Outcome("dropped")  # no longer queued: a duplicate of a job that runs or ran
 
 
-def _release(kind: Kind, slot: str) -> None:
+def _release(kind: Kind, slot: flow.Slot | None) -> None:
     if slot:
         with contextlib.suppress(RedisError):  # else the slot expires with its lease
-            flow.concurrency_release(kind.name, slot)
+            flow.concurrency_release(slot)

@@ -4,6 +4,7 @@ rate-limit buckets."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -147,35 +148,84 @@ def retry_after_seconds(*, excess: int, rate: float) -> int:
 @dataclass(frozen=True)
 class Gate:
     allowed: bool
-    token: str = ""
+    slot: Slot | None = None
     retry_in: float = 0.0
 
 
-def concurrency_acquire(kind: str, limit: int, *, lease_seconds: float) -> Gate:
-    """Take one of `limit` slots for a kind, held in a sorted set scored by expiry, so a slot
-    whose worker died frees itself when its lease would have expired."""
-    key = redis_key(f"concurrency:{kind}")
-    token = uuid.uuid4().hex
+def concurrency_acquire(kind: str, limit: int, *, lease_seconds: float, key: str | None = None) -> Gate:
+    """Take one of `limit` slots for a kind (for one limit key of it, with `key`), held in a
+    sorted set scored by expiry, so a slot whose worker died frees itself when its lease would
+    have expired."""
+    slot = Slot(_limit_redis_key("concurrency", kind, key), uuid.uuid4().hex)
     now = time.time()
     script = redis_client().register_script(_ACQUIRE)
-    if script(keys=[key], args=[now, now + lease_seconds, limit, token]):
-        return Gate(True, token)
+    if script(keys=[slot.key], args=[now, now + lease_seconds, limit, slot.token]):
+        return Gate(True, slot)
     return Gate(False, retry_in=min(5.0, lease_seconds / 3))
 
 
-def concurrency_renew(kind: str, token: str, *, lease_seconds: float) -> None:
-    redis_client().zadd(redis_key(f"concurrency:{kind}"), {token: time.time() + lease_seconds}, xx=True)
+# A kind's limits may be keyed (Kind.limit_per): counted per owner ("owner") or per value of
+# a top-level payload field ("payload.tenant"), each key in Redis keys of its own
+# (`concurrency:{kind}:{key}`, `rate:{kind}:{key}`), so one key's jobs never use up another's
+# room. A kind without `limit_per` keeps one count per kind (`concurrency:{kind}`).
+LIMIT_PER_OWNER = "owner"
+LIMIT_PER_PAYLOAD = "payload."
+# A key short and plain (an owner's id, a tenant's slug) is used as written, so an operator
+# can read it in Redis; any other value is hashed, so every string makes a bounded key with no
+# separator in it. "#" is outside the plain set: a hash never equals a plain value.
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
-def concurrency_release(kind: str, token: str) -> None:
-    redis_client().zrem(redis_key(f"concurrency:{kind}"), token)
+def limit_payload_field(per: str) -> str | None:
+    """The payload field a kind's `limit_per` names ("payload.tenant" -> "tenant"), or None
+    for "owner"; ValueError for anything else."""
+    if per == LIMIT_PER_OWNER:
+        return None
+    field = per.removeprefix(LIMIT_PER_PAYLOAD)
+    if field != per and field and "." not in field:
+        return field
+    raise ValueError(f"limit_per must be {LIMIT_PER_OWNER!r} or 'payload.<top-level field>', not {per!r}")
 
 
-def rate_acquire(kind: str, rate: str) -> Gate:
-    """A token bucket per kind: `rate` starts per period, in bursts of at most one period's."""
+def limit_key(value: object) -> str:
+    """A job's limit key from its owner's id or its payload field's value (PostgreSQL's text of
+    it). A missing or null field is the empty key, which all such jobs of the kind share; any
+    present value, "" included, is a key of its own."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    if _PLAIN_KEY.match(text):
+        return text
+    return "#" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _limit_redis_key(limit: str, kind: str, key: str | None) -> str:
+    return redis_key(f"{limit}:{kind}" if key is None else f"{limit}:{kind}:{key}")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A concurrency slot held: its sorted set's Redis key (the kind's, or the kind's for one
+    limit key) and its token there. Renewed and released under the same key."""
+
+    key: str
+    token: str
+
+
+def concurrency_renew(slot: Slot, *, lease_seconds: float) -> None:
+    redis_client().zadd(slot.key, {slot.token: time.time() + lease_seconds}, xx=True)
+
+
+def concurrency_release(slot: Slot) -> None:
+    redis_client().zrem(slot.key, slot.token)
+
+
+def rate_acquire(kind: str, rate: str, *, key: str | None = None) -> Gate:
+    """A token bucket per kind (per limit key of it, with `key`): `rate` starts per period, in
+    bursts of at most one period's."""
     count, period = parse_rate(rate)
     script = redis_client().register_script(_BUCKET)
-    wait = float(script(keys=[redis_key(f"rate:{kind}")], args=[time.time(), count, period]))
+    wait = float(script(keys=[_limit_redis_key("rate", kind, key)], args=[time.time(), count, period]))
     return Gate(True) if wait <= 0 else Gate(False, retry_in=wait)
 
 

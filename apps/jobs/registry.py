@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from jsonschema import Draft202012Validator
 
-from apps.jobs.flow import parse_rate
+from apps.jobs.flow import limit_payload_field, parse_rate
 
 PRIORITIES = ("high", "default", "low")
 
@@ -91,6 +91,10 @@ class Kind:
     # PostgreSQL, not in a worker's memory.
     rate_limit: str | None = None
     concurrency: int | None = None
+    # Key both limits: "owner" (each client its own `concurrency` and `rate_limit`) or
+    # "payload.<field>" (a top-level field of the schema: each value its own, a missing one
+    # the empty key). Costs the worker one small query per job of the kind, before its claim.
+    limit_per: str | None = None
     # Checks at submit what the schema cannot: references to other rows (an upload the owner
     # must own). Called with (owner, payload) after the schema passed; raises InvalidInput.
     # None (most kinds) costs nothing on the submit path.
@@ -116,8 +120,20 @@ class Kind:
             raise ValueError(f"kind {self.name}: concurrency must be at least 1")
         if self.rate_limit is not None:
             parse_rate(self.rate_limit)
+        if self.limit_per is not None:
+            self._check_limit_per()
         Draft202012Validator.check_schema(self.schema)
         object.__setattr__(self, "validator", Draft202012Validator(self.schema))
+
+    def _check_limit_per(self) -> None:
+        try:
+            field = limit_payload_field(self.limit_per)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"kind {self.name}: {exc}") from None
+        if self.rate_limit is None and self.concurrency is None:
+            raise ValueError(f"kind {self.name}: limit_per keys its limits, but it has no rate_limit or concurrency")
+        if field is not None and field not in (self.schema.get("properties") or {}):
+            raise ValueError(f"kind {self.name}: limit_per names payload field {field!r}, not in the schema properties")
 
     def queue_for(self, priority: str) -> str:
         return self.queue or priority
@@ -145,6 +161,7 @@ class Kind:
             "time_limit": self.time_limit,
             "rate_limit": self.rate_limit,
             "concurrency": self.concurrency,
+            "limit_per": self.limit_per,
             "retry": {
                 "base_seconds": self.retry_bounds()[0],
                 "max_seconds": self.retry_bounds()[1],

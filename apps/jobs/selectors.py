@@ -9,6 +9,7 @@ from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import BooleanField, Case, F, JSONField, QuerySet, TextField, Value, When
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Length
 
 from apps.core.errors import NotFound
@@ -24,6 +25,8 @@ class JobFilters:
     created_before: datetime | None = None
     # A workflow's id: its jobs only (the job_workflow index, at most 1,000 rows).
     workflow: UUID | None = None
+    # A schedule's id: the jobs its firings made (the job_schedule_firing index).
+    schedule: UUID | None = None
 
 
 def job_list(*, owner: AbstractBaseUser, filters: JobFilters | None = None) -> QuerySet[Job]:
@@ -43,7 +46,20 @@ def job_list(*, owner: AbstractBaseUser, filters: JobFilters | None = None) -> Q
         qs = qs.filter(created_at__lt=filters.created_before)
     if filters.workflow:
         qs = qs.filter(workflow_id=filters.workflow)
+    if filters.schedule:
+        qs = qs.filter(schedule_id=filters.schedule)
     return qs.order_by("-created_at")
+
+
+def job_limit_value(*, job_id: object, payload_field: str | None) -> object:
+    """What a keyed kind counts this job's limits by (Kind.limit_per): its owner's id, or,
+    with `payload_field`, the field's text (PostgreSQL's `->>`: a string as it is, any other
+    value as JSON; None when missing or null). One small query: neither the payload nor the
+    row is loaded. Raises Job.DoesNotExist for a job that is gone."""
+    jobs = Job.objects.filter(id=job_id)
+    if payload_field is None:
+        return jobs.values_list("owner_id", flat=True).get()
+    return jobs.values_list(KeyTextTransform(payload_field, "payload"), flat=True).get()
 
 
 def with_bounded_json(qs: QuerySet[Job], *, fields: Iterable[str], max_chars: int) -> QuerySet[Job]:

@@ -120,3 +120,4 @@ class JobListFilters(serializers.Serializer):
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
     workflow = serializers.UUIDField(required=False, help_text="Only the jobs of this workflow (its id).")
+    schedule = serializers.UUIDField(required=False, help_text="Only the jobs this schedule made (its id).")

@@ -368,6 +368,7 @@ class KindOutput(serializers.Serializer):
     time_limit = serializers.FloatField()
     rate_limit = serializers.CharField(allow_null=True)
     concurrency = serializers.IntegerField(allow_null=True)
+    limit_per = serializers.CharField(allow_null=True, help_text='Limits counted per "owner" or "payload.<field>".')
     retry = KindRetryOutput()
 
 

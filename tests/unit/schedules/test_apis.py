@@ -10,6 +10,7 @@ from apps.jobs.serializers import JobOutput
 from apps.schedules import firing
 from apps.schedules.models import Schedule
 from tests.factories import UserFactory
+from tests.helpers.api import client_for
 from tests.unit.schedules.helpers import make
 
 pytestmark = pytest.mark.django_db
@@ -130,3 +131,34 @@ def test_a_scheduled_jobs_fast_representation_equals_drfs(user):
     job = Job.objects.get(schedule_id=schedule.pk)
     serializer = JobOutput(job)
     assert serializer.to_representation(job) == serializer.drf_representation(job)
+
+
+def test_jobs_list_filters_by_schedule(api, user):
+    schedule, other = make(user), make(user)
+    firing.schedules_fire_due(now=schedule.next_run_at)
+    api.post("/api/v1/jobs", {"kind": "diagnostics.noop", "payload": {}}, format="json")
+    made = Job.objects.get(schedule_id=schedule.pk)
+
+    page = api.get(f"/api/v1/jobs?schedule={schedule.id}").json()
+    assert [job["id"] for job in page["results"]] == [str(made.id)]
+    assert page["results"][0]["schedule"] == str(schedule.id)
+    theirs = api.get("/api/v1/jobs", {"schedule": other.id, "status": "queued"}).json()["results"]
+    assert [job["schedule"] for job in theirs] == [str(other.id)]
+    # Another client sees none of the schedule's jobs.
+    stranger = client_for(UserFactory()).get(f"/api/v1/jobs?schedule={schedule.id}").json()
+    assert stranger["results"] == []
+
+
+def test_a_bad_schedule_id_in_the_jobs_list_answers_400_naming_it(api):
+    response = api.get("/api/v1/jobs?schedule=not-a-uuid")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert list(error["details"]) == ["schedule"]
+
+
+def test_the_schema_documents_the_jobs_list_schedule_filter(api):
+    schema = api.get("/api/schema/?format=json").json()
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/jobs"]["get"]["parameters"]}
+    assert parameters["schedule"]["schema"] == {"type": "string", "format": "uuid"}
+    assert parameters["schedule"]["in"] == "query"
