@@ -40,6 +40,7 @@ class Sizes:
     recovery_sleep: float = 120.0
     workflow_rounds: int = 4  # bench/workflows.py: submit rounds (release and drain: 2)
     schedule_firings: int = 30  # bench/schedules.py: firings of an every_seconds 1 schedule timed
+    fairness_backlog: int = 20_000  # bench/fairness.py: one client's backlog ahead of another's jobs
 
 
 QUICK = Sizes(
@@ -54,6 +55,7 @@ QUICK = Sizes(
     sweep_repeats=5,
     workflow_rounds=2,
     schedule_firings=10,
+    fairness_backlog=2_000,
 )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admin_dashboard, benchmarks, chaos_figures, schedules, workflows
+from bench import admin_dashboard, benchmarks, chaos_figures, fairness, schedules, workflows
 from bench.machine import describe
 from bench.report import TITLES, Report
 from bench.stack import ROOT, BenchError, Stack
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[int, Callable]] = {
     "batch": (3, benchmarks.batch),
     "workflows": (workflows.NUMBER, workflows.workflows),  # before scale: its seed holds jobs that never end
     "schedules": (schedules.NUMBER, schedules.schedules),  # before scale too: it waits for an idle platform
+    "fairness": (fairness.NUMBER, fairness.fairness),  # before scale too: it drains whole backlogs
     "scale": (5, benchmarks.scale),
     "dashboard": (admin_dashboard.NUMBER, admin_dashboard.dashboard),  # reuses scale's million jobs
 }

@@ -14,6 +14,7 @@ TITLES = {
     7: "admin dashboard",
     8: "workflows",
     9: "schedule firing",
+    10: "fair dispatch",
 }
 
 

@@ -51,6 +51,25 @@ def _reset_publisher(url: str) -> None:
     platform_redis.reset_redis_client()
 
 
+@pytest.fixture(autouse=True)
+def _dispatch_windows_forgotten() -> Iterator[None]:
+    """Each test starts with empty queues and no queue window (apps.jobs.dispatch): messages
+    an earlier test left on a queue would fill its window, and a window a beat or a reconciler
+    sweep of an earlier test sized would hold this test's submissions back for its keys'
+    lifetime, with no dispatcher running to send them."""
+    yield
+    import contextlib
+
+    from redis.exceptions import RedisError
+
+    from apps.core.redis import redis_client
+    from apps.jobs.dispatch import window_keys
+    from apps.jobs.pauses import job_queues
+
+    with contextlib.suppress(RedisError):
+        redis_client().delete(*(k for queue in job_queues() for k in window_keys(queue)))
+
+
 @pytest.fixture
 def user(db: Any):
     return UserFactory()

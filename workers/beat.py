@@ -4,6 +4,9 @@ Entries marked `inline` run inside the beat process instead of being sent to a q
 recovering crashed work and relaying the outbox must not wait behind the very backlog or the
 dead workers they exist to repair.
 
+The leader also runs the fair dispatcher's thread (apps.jobs.dispatch), which tops the
+queues' windows in Redis up from the jobs held in PostgreSQL many times a second.
+
 Every beat runs an elector thread that takes or renews the control loop's lease in
 PostgreSQL (apps.ops.control explains why a lease row). Only the beat that holds it runs any
 entry; the others stand by and take over within CONTROL_LEASE_SECONDS +
@@ -25,6 +28,7 @@ from django.conf import settings
 from django.db import connections
 
 from apps.core.db import connections_reopen_if_broken
+from apps.jobs.dispatch import Dispatcher
 from apps.ops import control
 
 logger = logging.getLogger("workers.beat")
@@ -127,6 +131,7 @@ class Elector:
 
 class InlineScheduler(Scheduler):
     elector: Elector | None = None
+    dispatcher: Dispatcher | None = None
 
     def setup_schedule(self) -> None:
         import workers.tasks  # noqa: F401  (registers platform.reconcile in this process)
@@ -140,8 +145,16 @@ class InlineScheduler(Scheduler):
                 stale_seconds=settings.CONTROL_LOOP_STALE_SECONDS,
             )
             self.elector.start()
+        if self.dispatcher is None:
+            # Fair dispatch tops the queues' windows up many times a second: a thread of its
+            # own, acting only while this beat leads, rather than a beat entry.
+            elector = self.elector
+            self.dispatcher = Dispatcher(leading=lambda: elector.leading)
+            self.dispatcher.start()
 
     def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if self.elector is not None:
             self.elector.stop()
         super().close()

@@ -53,9 +53,16 @@ IN_FLIGHT_CACHE_SECONDS = 1
 # ARGV[4], when not empty, seeds a missing count (just read from PostgreSQL) with SET NX, so
 # that of several submissions that all found it missing, the first seed stands and the
 # others reserve on top of it instead of replacing it.
+# The depth is the queue's whole backlog: its messages in Redis plus, while a dispatcher keeps
+# the queue's window (KEYS[4] exists, apps.jobs.dispatch), the jobs held in PostgreSQL for it
+# (KEYS[3]), which a reservation raises too.
 # Returns {depth, in_flight before this submission or -1 when unknown, 1 if reserved}.
 _ADMISSION = """
 local depth = redis.call('LLEN', KEYS[1])
+local windowed = redis.call('EXISTS', KEYS[4]) == 1
+if windowed then
+    depth = depth + (tonumber(redis.call('GET', KEYS[3])) or 0)
+end
 local count = tonumber(ARGV[1])
 if ARGV[4] ~= '' then
     redis.call('SET', KEYS[2], ARGV[4], 'EX', tonumber(ARGV[5]), 'NX')
@@ -67,6 +74,9 @@ end
 in_flight = tonumber(in_flight)
 if depth + count <= tonumber(ARGV[2]) and in_flight + count <= tonumber(ARGV[3]) then
     redis.call('INCRBY', KEYS[2], count)
+    if windowed then
+        redis.call('INCRBY', KEYS[3], count)
+    end
     return {depth, in_flight, 1}
 end
 return {depth, in_flight, 0}
@@ -83,6 +93,16 @@ class AdmissionFigures:
 
 def in_flight_key(owner_id: object) -> str:
     return redis_key(f"in-flight:{owner_id}")
+
+
+def held_key(queue: str) -> str:
+    """How many of the queue's jobs wait in PostgreSQL for their turn (apps.jobs.dispatch)."""
+    return redis_key(f"dispatch:held:{queue}")
+
+
+def window_key(queue: str) -> str:
+    """The queue's window: how many messages the dispatcher lets wait in Redis at once."""
+    return redis_key(f"dispatch:window:{queue}")
 
 
 def admission_reserve(
@@ -104,7 +124,7 @@ def admission_reserve(
     if _admission_script is None:
         _admission_script = client.register_script(_ADMISSION)
     depth, in_flight, reserved = _admission_script(
-        keys=[queue, in_flight_key(owner_id)],
+        keys=[queue, in_flight_key(owner_id), held_key(queue), window_key(queue)],
         args=[count, depth_limit, in_flight_limit, "" if seed is None else seed, IN_FLIGHT_CACHE_SECONDS],
         client=client,
     )
@@ -126,12 +146,12 @@ def record_drain(queue: str, now: float | None = None) -> None:
     pipe.execute()
 
 
-def drain_rate(queue: str, now: float | None = None) -> float:
-    """Jobs per second taken from `queue` over the last minute."""
+def drain_rate(queue: str, now: float | None = None, *, seconds: int = DRAIN_WINDOW_SECONDS) -> float:
+    """Jobs per second taken from `queue` over the last minute (or the last `seconds`)."""
     second = int(now if now is not None else time.time())
-    keys = [redis_key(f"drain:{queue}:{s}") for s in range(second - DRAIN_WINDOW_SECONDS, second)]
+    keys = [redis_key(f"drain:{queue}:{s}") for s in range(second - seconds, second)]
     counts = redis_client().mget(keys)
-    return sum(int(c) for c in counts if c) / DRAIN_WINDOW_SECONDS
+    return sum(int(c) for c in counts if c) / seconds
 
 
 def retry_after_seconds(*, excess: int, rate: float) -> int:
@@ -143,26 +163,6 @@ def retry_after_seconds(*, excess: int, rate: float) -> int:
 
 
 # --- per-kind concurrency and rate limits (checked by the worker before it claims) --------
-
-
-@dataclass(frozen=True)
-class Gate:
-    allowed: bool
-    slot: Slot | None = None
-    retry_in: float = 0.0
-
-
-def concurrency_acquire(kind: str, limit: int, *, lease_seconds: float, key: str | None = None) -> Gate:
-    """Take one of `limit` slots for a kind (for one limit key of it, with `key`), held in a
-    sorted set scored by expiry, so a slot whose worker died frees itself when its lease would
-    have expired."""
-    slot = Slot(_limit_redis_key("concurrency", kind, key), uuid.uuid4().hex)
-    now = time.time()
-    script = redis_client().register_script(_ACQUIRE)
-    if script(keys=[slot.key], args=[now, now + lease_seconds, limit, slot.token]):
-        return Gate(True, slot)
-    return Gate(False, retry_in=min(5.0, lease_seconds / 3))
-
 
 # A kind's limits may be keyed (Kind.limit_per): counted per owner ("owner") or per value of
 # a top-level payload field ("payload.tenant"), each key in Redis keys of its own
@@ -210,6 +210,25 @@ class Slot:
 
     key: str
     token: str
+
+
+@dataclass(frozen=True)
+class Gate:
+    allowed: bool
+    slot: Slot | None = None
+    retry_in: float = 0.0
+
+
+def concurrency_acquire(kind: str, limit: int, *, lease_seconds: float, key: str | None = None) -> Gate:
+    """Take one of `limit` slots for a kind (for one limit key of it, with `key`), held in a
+    sorted set scored by expiry, so a slot whose worker died frees itself when its lease would
+    have expired."""
+    slot = Slot(_limit_redis_key("concurrency", kind, key), uuid.uuid4().hex)
+    now = time.time()
+    script = redis_client().register_script(_ACQUIRE)
+    if script(keys=[slot.key], args=[now, now + lease_seconds, limit, slot.token]):
+        return Gate(True, slot)
+    return Gate(False, retry_in=min(5.0, lease_seconds / 3))
 
 
 def concurrency_renew(slot: Slot, *, lease_seconds: float) -> None:

@@ -110,8 +110,12 @@ class Job(models.Model):
                 name="job_queued_by_queue",
                 condition=Q(status="queued", run_at__isnull=True),
             ),
+            # Jobs waiting in PostgreSQL for the dispatcher (apps.jobs.dispatch), which fills each
+            # queue's window in Redis from every client in turn: per queue, each owner's oldest.
             models.Index(
-                fields=["created_at"], name="job_unpublished", condition=Q(status="queued", published_at__isnull=True)
+                fields=["queue", "owner", "created_at"],
+                name="job_dispatch",
+                condition=Q(status="queued", published_at__isnull=True),
             ),
             # The stranded-job sweep (apps.jobs.stranded): per queue, the queued jobs whose
             # message went out longest ago. Rows enter it when they are published and leave it

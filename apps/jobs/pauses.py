@@ -17,8 +17,8 @@ Where a pause takes hold, and how fresh each place's view of it is:
   nothing on disk). That view may be up to PAUSE_CACHE_SECONDS old (plus a sweep when Redis
   lost the key); a job published in that window is handed back by the claim above, never
   started. A Redis read rather than a PostgreSQL one keeps the submit path's query count fixed.
-- Resume deletes the row and publishes the held jobs at once, BATCH per call (oldest first);
-  the relay publishes the rest on its next sweeps.
+- Resume deletes the row and fills the resumed queues' windows at once (apps.jobs.dispatch,
+  every client in turn); the dispatcher sends the rest as the windows drain.
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ logger = logging.getLogger("apps.jobs.pauses")
 PAUSES_KEY = key("pauses")
 # How old a process's view of the pauses may be on the publish-after-commit path.
 PAUSE_CACHE_SECONDS = 1.0
-# Held jobs a resume publishes at once; the relay sends the rest (it sweeps every second).
-BATCH = 1000
 
 QUEUE = Pause.Target.QUEUE
 KIND = Pause.Target.KIND
@@ -254,22 +252,19 @@ def _mirror_quietly() -> None:
         logger.warning("could not write the pauses to Redis: %s", exc)
 
 
-def jobs_release_held(*, queue: str | None = None, kind: str | None = None, limit: int = BATCH) -> int:
-    """Publish the oldest unpublished, due, queued jobs of a queue or kind that no pause holds
-    now (a job of a resumed queue may still be held by its kind's pause). Returns how many
-    reached the broker; the relay publishes what is left."""
-    from apps.jobs.publish import JobMessage, publish_jobs_rollback_unsafe
+def jobs_release_held(*, queue: str | None = None, kind: str | None = None) -> int:
+    """Let the held jobs of a resumed queue or kind go: fill the queues they wait in, as far as
+    each window has room, from every client in turn (apps.jobs.dispatch; a job of a resumed
+    queue may still be held by its kind's pause). Returns how many reached the broker; the
+    dispatcher sends the rest."""
+    from apps.jobs.dispatch import queues_fill
 
-    now = timezone.now()
-    rows = Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=True).filter(
-        Q(run_at__isnull=True) | Q(run_at__lte=now)
-    )
     if queue is not None:
-        rows = rows.filter(queue=queue)
-    if kind is not None:
-        rows = rows.filter(kind=kind)
-    due = rows.filter(unpaused()).order_by("created_at").values_list("id", "kind", "queue", "request_id")[:limit]
-    return len(publish_jobs_rollback_unsafe([JobMessage.row(row) for row in due]))
+        queues = [queue]
+    else:
+        k = registry.get(kind) if kind in registry else None
+        queues = sorted({k.queue_for(p) for p in Priority.values}) if k is not None else job_queues()
+    return queues_fill(queues)
 
 
 def messages_unpaused(messages: Iterable[Any]) -> list[Any]:

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu.utils.json import dumps as json_dumps
 from kombu.utils.uuid import uuid
+from redis.exceptions import NoScriptError
 
 from apps.core.db import prepared_cursor
 from config.celery import app as celery_app
@@ -120,17 +121,18 @@ def _events() -> Any:
     return _event_dispatcher
 
 
-def _publish_all(batch: list[JobMessage]) -> None:
-    """Publish every job through one producer: all the messages reach the broker, or this
-    raises. With sent events on (Flower), each job's `task-sent` event goes too."""
+def _publish_all(batch: list[JobMessage], *, windowed: bool = False) -> list[JobMessage]:
+    """Publish the jobs through one producer; returns those published: all of them, or with
+    `windowed`, those their queue's window had room for (apps.jobs.dispatch). Raises when
+    the broker is unreachable. With sent events on (Flower), each job's `task-sent` event
+    goes too."""
     with celery_app.producer_or_acquire() as producer:
         # Connect (or fail) fast: kombu would otherwise retry the connection for seconds
         # before the first declare, holding the request while Redis is away.
         producer.connection.ensure_connection(**_CONNECT_RETRY_POLICY)
         if producer.connection.transport.driver_type == "redis":
-            _publish_redis_pipeline(producer, batch)
-        else:
-            _publish_kombu_batch(producer, batch)
+            return _publish_redis_pipeline(producer, batch, windowed=windowed)
+        return _publish_kombu_batch(producer, batch)
 
 
 def _task_sent_event(events: Any, sent_event: dict[str, Any], queue: str) -> dict[str, Any]:
@@ -146,8 +148,9 @@ def _task_sent_event(events: Any, sent_event: dict[str, Any], queue: str) -> dic
     )
 
 
-def _publish_kombu_batch(producer: Any, batch: list[JobMessage]) -> None:
-    """Any transport: kombu's Producer.publish for each message, in one kombu batch."""
+def _publish_kombu_batch(producer: Any, batch: list[JobMessage], *, windowed: bool = False) -> list[JobMessage]:
+    """Any transport: kombu's Producer.publish for each message, in one kombu batch. Only the
+    Redis path keeps windows (`windowed` is ignored here): every message goes."""
     messages = _Messages()
     events = _events() if messages.send_events else None
     declared: set[str] = set()
@@ -178,6 +181,7 @@ def _publish_kombu_batch(producer: Any, batch: list[JobMessage]) -> None:
                     delivery_mode=events.delivery_mode,
                 )
                 declared.add("\0events")
+    return batch
 
 
 def _redis_envelope(payload: Any, headers: dict[str, Any], properties: dict[str, Any], exchange: str, key: str) -> str:
@@ -200,10 +204,14 @@ def _redis_envelope(payload: Any, headers: dict[str, Any], properties: dict[str,
     )
 
 
-def _publish_redis_pipeline(producer: Any, batch: list[JobMessage]) -> None:
+def _publish_redis_pipeline(producer: Any, batch: list[JobMessage], *, windowed: bool = False) -> list[JobMessage]:
     """Redis: the messages kombu would write, written in one pipeline, without
     Producer.publish's per-message Python (twice per job with sent events).
-    tests/unit/jobs/test_batch.py holds these messages and events equal to Celery's own."""
+    tests/unit/jobs/test_batch.py holds these messages and events equal to Celery's own.
+
+    `windowed`: each queue's messages go through the window's script instead
+    (apps.jobs.dispatch.WINDOW_PUSH), in the same round trip, which pushes those the window
+    has room for; returns the messages published."""
     messages = _Messages()
     events = _events() if messages.send_events else None
     channel = producer.channel
@@ -213,27 +221,69 @@ def _publish_redis_pipeline(producer: Any, batch: list[JobMessage]) -> None:
         producer.maybe_declare(events.exchange)
         event_topic = channel._get_publish_topic(events.exchange.name, "task.sent")
         event_properties = {"delivery_mode": events.delivery_mode}
+    by_queue: dict[str, list[tuple[JobMessage, str, dict | None]]] = {}
     pipe = channel.client.pipeline(transaction=False)
-    for job_id, kind, queue, request_id in batch:
+    for message in batch:
+        job_id, kind, queue, request_id = message
         headers, properties, body, sent_event = messages.build(kind, str(job_id), request_id)
         # Priority 0: the queue's own list (kombu suffixes only other priorities).
-        pipe.lpush(queue, _redis_envelope(body, headers, {**properties, "delivery_mode": 2}, "", queue))
+        envelope = _redis_envelope(body, headers, {**properties, "delivery_mode": 2}, "", queue)
+        if windowed:
+            by_queue.setdefault(queue, []).append((message, envelope, sent_event))
+            continue
+        pipe.lpush(queue, envelope)
         if events is not None and sent_event is not None:
             event = _task_sent_event(events, sent_event, queue)
             envelope = _redis_envelope(event, events.headers, event_properties, events.exchange.name, "task.sent")
             pipe.publish(event_topic, envelope)
-    pipe.execute()
+    if not windowed:
+        pipe.execute()
+        return batch
+    from apps.jobs.dispatch import WAITING_TTL_SECONDS, window_keys, window_push_script
+
+    # EVALSHA straight on the pipeline: redis-py's own script call in a pipeline would ask
+    # SCRIPT EXISTS first, a second round trip on every submit. A Redis that does not know the
+    # script (restarted) refuses it, having pushed nothing, and that queue goes once more.
+    push = window_push_script()
+    for queue, items in by_queue.items():
+        keys = window_keys(queue)
+        pipe.evalsha(push.sha, len(keys), *keys, WAITING_TTL_SECONDS, *(e for _, e, _ in items))
+    replies = pipe.execute(raise_on_error=False)
+    for position, (queue, items) in enumerate(by_queue.items()):
+        if isinstance(replies[position], NoScriptError):
+            args = [WAITING_TTL_SECONDS, *(e for _, e, _ in items)]
+            replies[position] = push(keys=window_keys(queue), args=args, client=channel.client)
+        elif isinstance(replies[position], Exception):
+            raise replies[position]
+    sent: list[JobMessage] = []
+    for (queue, items), taken in zip(by_queue.items(), replies, strict=True):
+        sent.extend(message for message, _, _ in items[: int(taken)])
+        if events is not None:
+            for _, _, sent_event in items[: int(taken)]:
+                if sent_event is not None:
+                    event = _task_sent_event(events, sent_event, queue)
+                    pipe.publish(
+                        event_topic,
+                        _redis_envelope(event, events.headers, event_properties, events.exchange.name, "task.sent"),
+                    )
+    if events is not None:
+        pipe.execute()
+    return sent
 
 
-def publish_jobs_rollback_unsafe(jobs: Iterable[JobMessage | tuple[Any, str, str, str]]) -> list[str]:
+def publish_jobs_rollback_unsafe(
+    jobs: Iterable[JobMessage | tuple[Any, str, str, str]], *, windowed: bool = False
+) -> list[str]:
     """Publish the jobs' messages now and mark them published; returns the ids
     that reached the broker. Unsafe inside a transaction that may still roll back: a worker
-    could receive a job that never existed. Use `job_publish_on_commit` there."""
+    could receive a job that never existed. Use `job_publish_on_commit` there.
+    `windowed`: only what each queue's window has room for goes now; the rest stays
+    unpublished for the dispatcher (apps.jobs.dispatch)."""
     batch = [message if type(message) is JobMessage else JobMessage.row(message) for message in jobs]
     if not batch:
         return []
     try:
-        _publish_all(batch)
+        published = _publish_all(batch, windowed=windowed)
     except Exception as exc:  # the broker is unreachable; the relay will publish them
         # Some messages may have reached Redis before the error: the relay sends those again,
         # and the claim drops the duplicate.
@@ -245,8 +295,9 @@ def publish_jobs_rollback_unsafe(jobs: Iterable[JobMessage | tuple[Any, str, str
             exc,
         )
         return []
-    sent = [message.id for message in batch]
-    _mark_published(sent)
+    sent = [message.id for message in published]
+    if sent:
+        _mark_published(sent)
     return sent
 
 
@@ -270,14 +321,15 @@ def _mark_published_sql(table: str) -> str:
 
 
 def job_publish_on_commit(jobs: Iterable[JobMessage]) -> None:
-    """Publish after the surrounding transaction commits (immediately when there is none).
-    Jobs of a paused queue or kind stay unpublished, held in PostgreSQL until a resume
-    (apps.jobs.pauses: this process's view of the pauses, at most a second old)."""
+    """Publish after the surrounding transaction commits (immediately when there is none), as
+    far as each queue's window has room (apps.jobs.dispatch): the rest waits in PostgreSQL for
+    its turn. Jobs of a paused queue or kind stay unpublished, held in PostgreSQL until a
+    resume (apps.jobs.pauses: this process's view of the pauses, at most a second old)."""
     from apps.jobs.pauses import messages_unpaused
 
     batch = list(jobs)
     if batch:
-        transaction.on_commit(lambda: publish_jobs_rollback_unsafe(messages_unpaused(batch)))
+        transaction.on_commit(lambda: publish_jobs_rollback_unsafe(messages_unpaused(batch), windowed=True))
 
 
 def dead_letter_publish_rollback_unsafe(letters: Iterable[tuple[int, str, str]]) -> int:

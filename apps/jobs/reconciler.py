@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.db import connections_reopen_if_broken
 from apps.core.redis import key, redis_client
+from apps.jobs.dispatch import dispatch_pass_if_due
 from apps.jobs.lifecycle import AttemptFailure, job_after_failed_attempt, record_lost_attempt
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.pauses import pause_mirror_write, unpaused
-from apps.jobs.publish import JobMessage, publish_jobs_rollback_unsafe
+from apps.jobs.publish import JobMessage
 from apps.jobs.stranded import jobs_publish_again, jobs_republish_stranded_when_due
 
 logger = logging.getLogger(__name__)
@@ -50,17 +49,12 @@ def jobs_promote_due(*, now: datetime, fence: Fence = _unfenced) -> int:
 
 
 def jobs_relay_unpublished(*, now: datetime) -> int:
-    """Publish queued jobs that are due and not on the broker: submissions whose publish never
-    happened (the web process died, Redis was down), promoted retries, scheduled jobs."""
-    grace = now - timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
-    due = (
-        Job.objects.filter(status=JobStatus.QUEUED, published_at__isnull=True)
-        .filter(Q(run_at__isnull=True, created_at__lt=grace) | Q(run_at__lte=now))
-        .filter(unpaused())  # held in PostgreSQL until resumed (apps.jobs.pauses)
-        .order_by("created_at")
-        .values_list("id", "kind", "queue", "request_id")[:BATCH]
-    )
-    return len(publish_jobs_rollback_unsafe([JobMessage.row(row) for row in due]))
+    """Publish queued jobs that are due and not on the broker, as far as each queue's window
+    has room, from every client in turn (apps.jobs.dispatch): jobs held for their turn,
+    submissions whose publish never happened (the web process died, Redis was down),
+    promoted retries, deferred and scheduled jobs now due. Skipped when the leader's
+    dispatcher thread made this pass in the last second."""
+    return dispatch_pass_if_due(now=now)
 
 
 def jobs_expire_leases(*, now: datetime, fence: Fence = _unfenced) -> int:

@@ -25,6 +25,14 @@ class QueueOutput(serializers.Serializer):
     )
     paused_by = serializers.CharField(allow_blank=True)
     paused_at = serializers.DateTimeField(allow_null=True)
+    held = serializers.IntegerField(
+        allow_null=True,
+        help_text="Jobs waiting in PostgreSQL for their turn in the queue's window (fair dispatch); "
+        "null when no dispatcher keeps a window now.",
+    )
+    window = serializers.IntegerField(
+        allow_null=True, help_text="How many messages the dispatcher lets wait in Redis at once; null as `held`."
+    )
 
 
 class KindStateOutput(serializers.Serializer):

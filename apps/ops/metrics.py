@@ -165,6 +165,17 @@ class PlatformCollector(Collector):
         for queue in (*QUEUES, "dead_letter"):
             depth.add_metric([queue], float(r.llen(queue)))
         yield depth
+        held = GaugeMetricFamily(
+            "queue_held_jobs", "Jobs waiting in PostgreSQL for their turn in each queue's window.", labels=["queue"]
+        )
+        window = GaugeMetricFamily("queue_window", "Messages each queue's window lets wait in Redis.", labels=["queue"])
+        for queue in QUEUES:
+            held_count, size = r.mget(flow.held_key(queue), flow.window_key(queue))
+            held.add_metric([queue], float(held_count or 0))
+            if size is not None:
+                window.add_metric([queue], float(size))
+        yield held
+        yield window
         oldest = GaugeMetricFamily(
             "queue_oldest_job_age_seconds", "Age of the oldest queued job per queue.", labels=["queue"]
         )

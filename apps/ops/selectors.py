@@ -10,6 +10,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.core.redis import key, redis_client
+from apps.jobs.flow import held_key, window_key
 from apps.jobs.models import Job, JobAttempt, JobStatus, Pause
 from apps.jobs.registry import registry
 from apps.jobs.stranded import queue_lists
@@ -47,6 +48,10 @@ class QueueFigures:
     paused: bool = False
     paused_by: str = ""
     paused_at: datetime | None = None
+    # Fair dispatch (apps.jobs.dispatch): jobs held in PostgreSQL for their turn, and the
+    # window's size (None: no dispatcher keeps one now, or Redis did not answer).
+    held: int | None = None
+    window: int | None = None
 
 
 def queue_figures(queues: Sequence[str], *, paused: dict[tuple[str, str], Pause] | None = None) -> list[QueueFigures]:
@@ -58,16 +63,28 @@ def queue_figures(queues: Sequence[str], *, paused: dict[tuple[str, str], Pause]
         for queue in queues:
             for name in queue_lists(queue):
                 pipe.llen(name)
-        lengths = [int(n) for n in pipe.execute()]
-        steps = len(lengths) // len(queues) if queues else 0
-        depths: list[int | None] = [sum(lengths[i * steps : (i + 1) * steps]) for i in range(len(queues))]
+            pipe.mget(held_key(queue), window_key(queue))
+        replies = pipe.execute()
+        steps = len(replies) // len(queues) if queues else 0
+        depths: list[int | None] = [
+            sum(int(n) for n in replies[i * steps : (i + 1) * steps - 1]) for i in range(len(queues))
+        ]
+        dispatch = [replies[(i + 1) * steps - 1] for i in range(len(queues))]
     except RedisError:
         depths = [None] * len(queues)
+        dispatch = [[None, None]] * len(queues)
     ages = oldest_waiting_seconds(queues)
     paused = pauses_by_target() if paused is None else paused
     return [
-        QueueFigures(q, d, ages[q], *_pause_fields(paused.get((Pause.Target.QUEUE, q))))
-        for q, d in zip(queues, depths, strict=True)
+        QueueFigures(
+            q,
+            d,
+            ages[q],
+            *_pause_fields(paused.get((Pause.Target.QUEUE, q))),
+            held=None if window is None else int(held or 0),
+            window=None if window is None else int(window),
+        )
+        for q, d, (held, window) in zip(queues, depths, dispatch, strict=True)
     ]
 
 

@@ -22,8 +22,14 @@ RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 1.0, minimu
 # How often the control loop's leader looks for due schedules (apps.schedules.firing): a
 # firing's job exists at most about this long after its time. One indexed read when none is due.
 SCHEDULE_SWEEP_SECONDS = env_float("SCHEDULE_SWEEP_SECONDS", 0.25, minimum=0.05)
-# How long a committed job may wait for its publish before the relay publishes it itself.
-OUTBOX_GRACE_SECONDS = env_float("OUTBOX_GRACE_SECONDS", 5.0, minimum=0.0)
+# Fair dispatch (apps.jobs.dispatch): each queue's messages in Redis are capped at a window of
+# about DISPATCH_WINDOW_SECONDS of its drain (within MIN and MAX); the rest of the backlog waits
+# in PostgreSQL, and the leader's dispatcher tops the window up from every client in turn,
+# looking every DISPATCH_INTERVAL_SECONDS. A client's job waits behind at most one window.
+DISPATCH_WINDOW_SECONDS = env_float("DISPATCH_WINDOW_SECONDS", 1.0, minimum=0.05)
+DISPATCH_WINDOW_MIN = env_int("DISPATCH_WINDOW_MIN", 32, minimum=1)
+DISPATCH_WINDOW_MAX = env_int("DISPATCH_WINDOW_MAX", 2000, minimum=1)
+DISPATCH_INTERVAL_SECONDS = env_float("DISPATCH_INTERVAL_SECONDS", 0.05, minimum=0.01)
 # The stranded-job sweep (apps.jobs.stranded): a published job's message counts as gone only
 # this long after its publish (covers the push-to-stamp gap and the machines' clock skew), and
 # the check runs at most this often.

@@ -87,7 +87,6 @@ def chaos_env(*, database_url: str, redis_url: str, ledger: Path, **extra: str) 
     settings = {
         "RECONCILE_INTERVAL_SECONDS": "0.5",
         "JOB_LEASE_SECONDS": "4",
-        "OUTBOX_GRACE_SECONDS": "1",
         "JOB_RETRY_BASE_SECONDS": "0.5",
         "JOB_RETRY_MAX_SECONDS": "2",
         "DIAGNOSTICS_UNSAFE": "1",
