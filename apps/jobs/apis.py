@@ -22,6 +22,7 @@ from apps.jobs.serializers import (
     JOB_FIELD_MAX_CHARS,
     LIST_FIELD_MAX_CHARS,
     ErrorResponse,
+    JobBatchItemOutput,
     JobBatchOutput,
     JobBatchSubmitInput,
     JobDetailOutput,
@@ -131,7 +132,17 @@ class JobListCreateApi(APIView):
 
     @extend_schema(
         request=JobSubmitInput,
-        responses={202: JobOutput, **_errors(400, 413, 415, 422, 409, 503, *_COMMON_ERRORS)},
+        responses={
+            202: JobOutput,
+            200: OpenApiResponse(
+                JobDetailOutput,
+                description=(
+                    "A duplicate of a unique kind's job (header Job-Deduplicated: true): the job that holds the "
+                    "key, as GET shows it; no job was made. Also an Idempotency-Key replay of such an answer."
+                ),
+            ),
+            **_errors(400, 413, 415, 422, 409, 503, *_COMMON_ERRORS),
+        },
         examples=[
             OpenApiExample("sleep", value={"kind": "diagnostics.sleep", "payload": {"seconds": 2}}, request_only=True),
         ],
@@ -155,14 +166,22 @@ class JobListCreateApi(APIView):
         headers: dict[str, str] = {}
         if key is None:
             job = lifecycle.job_submit(owner=request.user, request_id=_request_id(request), from_client=True, **spec)
-            code = status.HTTP_202_ACCEPTED
+            deduplicated = lifecycle.job_deduplicated(job)
+            code = status.HTTP_200_OK if deduplicated else status.HTTP_202_ACCEPTED
         else:
             submission = lifecycle.job_submit_idempotent(
                 owner=request.user, idempotency_key=key, request_id=_request_id(request), from_client=True, **spec
             )
-            job, code = submission.job, submission.status_code
+            job, code, deduplicated = submission.job, submission.status_code, submission.deduplicated
             headers["Idempotent-Replayed"] = "true" if submission.replayed else "false"
         headers["Location"] = request.build_absolute_uri(reverse("job-detail", args=[job.id]))
+        if deduplicated:
+            # The job that holds the kind's unique key, answered as GET /api/v1/jobs/{id} shows it.
+            headers[lifecycle.DEDUPLICATED_HEADER] = "true"
+            job = selectors.job_get(owner=request.user, job_id=job.id, max_json_chars=JOB_FIELD_MAX_CHARS)
+            return Response(JobDetailOutput(job, context={"request": request}).data, status=code, headers=headers)
+        if job.kind in registry and registry.get(job.kind).unique_by:
+            headers[lifecycle.DEDUPLICATED_HEADER] = "false"
         return Response(JobOutput(job, context={"request": request}).data, status=code, headers=headers)
 
 
@@ -201,7 +220,9 @@ class JobBatchSubmitApi(APIView):
         operation_id="jobs_submit_batch",
         description=(
             f"Submit up to {BATCH_MAX_JOBS} jobs in one transaction, all or nothing: a 400 lists every bad job "
-            "by its index and submits none. The answer lists the jobs in the order given. "
+            "by its index and submits none. The answer lists the jobs in the order given, each with "
+            "`deduplicated`: true when its kind is unique and another job held its key (that job is the item, "
+            "and no job was made for it; an item repeating an earlier one's key is its duplicate). "
             "Idempotency-Key is not supported here (400): retry a failed batch as a whole only when it "
             "answered 4xx/5xx, or submit jobs one by one with keys."
         ),
@@ -232,7 +253,8 @@ class JobBatchSubmitApi(APIView):
         jobs = lifecycle.job_submit_batch(
             owner=request.user, jobs=specs, request_id=_request_id(request), from_client=True
         )
-        body = {"jobs": JobOutput(jobs, many=True, context={"request": request}).data}
+        # Each item says whether it was deduplicated (a unique kind's key was held): still a 202.
+        body = {"jobs": JobBatchItemOutput(jobs, many=True, context={"request": request}).data}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 

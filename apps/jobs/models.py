@@ -84,6 +84,13 @@ class Job(models.Model):
     # (apps.schedules). A plain UUID, as workflow_id: the jobs app knows nothing of schedules.
     schedule_id = models.UUIDField(null=True, blank=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # A unique kind's key (apps.jobs.lifecycle.unique): sha256 of the kind and its unique_by
+    # fields, one job per (owner, unique_key) by the job_unique_key constraint. NULL for every
+    # other job. With unique_until NULL (unique_while="active") the trigger job_unique_release
+    # drops the key in the UPDATE that finishes the job; with it set ("period") the key stays
+    # until then, and a submission after that clears it and takes it.
+    unique_key = models.CharField(max_length=64, null=True, blank=True, default=None)
+    unique_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -136,6 +143,11 @@ class Job(models.Model):
                 fields=["schedule_id", "scheduled_for"],
                 name="job_schedule_firing",
                 condition=Q(schedule_id__isnull=False),
+            ),
+            # One job per client and unique key (apps.jobs.lifecycle.unique). Partial, so a job
+            # of a kind without uniqueness costs no index write.
+            models.UniqueConstraint(
+                fields=["owner", "unique_key"], name="job_unique_key", condition=Q(unique_key__isnull=False)
             ),
         ]
 

@@ -25,6 +25,8 @@ from jsonschema import Draft202012Validator
 from apps.jobs.flow import limit_payload_field, parse_rate
 
 PRIORITIES = ("high", "default", "low")
+# How long a unique kind's key is held: while the job is active, or for a fixed period.
+UNIQUE_WHILE = ("active", "period")
 
 
 class JobContext(Protocol):
@@ -107,6 +109,16 @@ class Kind:
     # refused at once (400 unsafe_url) when one may not be called (apps.core.urlsafety), the
     # check a callback_url gets, rather than the job failing later in the worker.
     outbound_urls: tuple[str, ...] = ()
+    # Unique jobs (apps.jobs.lifecycle.unique, docs/kinds.md): one job per client and value of
+    # these top-level payload fields (empty: not unique), held while the job is active
+    # (`unique_while="active"`; `unique_for`, optional, caps it in seconds from its creation)
+    # or for `unique_for` seconds whatever its state ("period"). `debounce` (True: unique_for
+    # seconds, or a number of seconds) holds a new job that long and moves a not yet started
+    # one's run_at to now + that long on each duplicate.
+    unique_by: tuple[str, ...] = ()
+    unique_for: float | None = None
+    unique_while: str = "active"
+    debounce: bool | float = False
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +135,7 @@ class Kind:
         if self.limit_per is not None:
             self._check_limit_per()
         Draft202012Validator.check_schema(self.schema)
+        self._check_unique()
         object.__setattr__(self, "validator", Draft202012Validator(self.schema))
 
     def _check_limit_per(self) -> None:
@@ -134,6 +147,33 @@ class Kind:
             raise ValueError(f"kind {self.name}: limit_per keys its limits, but it has no rate_limit or concurrency")
         if field is not None and field not in (self.schema.get("properties") or {}):
             raise ValueError(f"kind {self.name}: limit_per names payload field {field!r}, not in the schema properties")
+
+    def _check_unique(self) -> None:
+        by = self.unique_by or ()
+        object.__setattr__(self, "unique_by", (by,) if isinstance(by, str) else tuple(by))
+        unknown = [name for name in self.unique_by if name not in (self.schema.get("properties") or {})]
+        if unknown:
+            raise ValueError(f"kind {self.name}: unique_by names {unknown}, not in the schema properties")
+        if self.unique_while not in UNIQUE_WHILE:
+            raise ValueError(f"kind {self.name}: unique_while must be one of {UNIQUE_WHILE}")
+        for option, value in (("unique_for", self.unique_for), ("debounce", self.debounce)):
+            if (
+                not isinstance(value, bool)
+                and value is not None
+                and not (isinstance(value, int | float) and value >= 1)
+            ):
+                raise ValueError(f"kind {self.name}: {option} must be a number of seconds, at least 1")
+        if not self.unique_by and (self.unique_for is not None or self.debounce or self.unique_while != "active"):
+            raise ValueError(f"kind {self.name}: unique_for, unique_while and debounce need unique_by")
+        if self.unique_for is None and (self.unique_while == "period" or self.debounce is True):
+            raise ValueError(f"kind {self.name}: unique_while='period' and debounce=True need unique_for")
+
+    @property
+    def debounce_seconds(self) -> float | None:
+        """How long a debounced job waits after its last submission; None when not debounced."""
+        if self.debounce is True:
+            return self.unique_for
+        return float(self.debounce) if self.debounce else None
 
     def queue_for(self, priority: str) -> str:
         return self.queue or priority
@@ -162,6 +202,14 @@ class Kind:
             "rate_limit": self.rate_limit,
             "concurrency": self.concurrency,
             "limit_per": self.limit_per,
+            "unique": {
+                "by": list(self.unique_by),
+                "for_seconds": self.unique_for,
+                "while": self.unique_while,
+                "debounce_seconds": self.debounce_seconds,
+            }
+            if self.unique_by
+            else None,
             "retry": {
                 "base_seconds": self.retry_bounds()[0],
                 "max_seconds": self.retry_bounds()[1],

@@ -118,6 +118,14 @@ def schedule_fire(*, schedule: Schedule, scheduled_for: datetime, now: datetime)
         # The firing already has its job (the constraint job_schedule_firing): nothing to do.
         logger.warning("schedule %s: the firing for %s already has its job", schedule.pk, scheduled_for)
         return None
+    if lifecycle.job_deduplicated(job):
+        # A unique kind whose key another job holds (apps.jobs.lifecycle.unique): that job
+        # stands for this firing, which makes none.
+        schedule.last_error = f"The kind's unique key is held by job {job.pk}: this firing made no job."
+        logger.info(
+            "schedule %s: the firing for %s made no job: job %s holds the key", schedule.pk, scheduled_for, job.pk
+        )
+        return None
     schedule.last_job_id = job.pk
     return job
 

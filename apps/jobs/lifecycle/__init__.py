@@ -6,6 +6,7 @@ each module keeps one phase:
 - admission: refusing work the platform cannot absorb (429/503 with Retry-After)
 - submit: check, admit, create; `jobs_create` is the one creation path
 - idempotency: one job per (client, Idempotency-Key)
+- unique: one job per (client, a unique kind's key), and debounce
 - attempt: the worker's claim, lease, progress, steps, succeed and fail
 - control: cancel (by a client, or by a revoke through Celery), and queue a finished job again
 - backoff: the wait before the next attempt
@@ -54,6 +55,7 @@ from apps.jobs.lifecycle.submit import (
     jobs_check_all,
     jobs_create,
 )
+from apps.jobs.lifecycle.unique import DEDUPLICATED_HEADER, job_deduplicated, unique_key
 from apps.jobs.lifecycle.validation import (
     CheckedJob,
     PriorityNotAllowed,
@@ -66,6 +68,7 @@ from apps.jobs.lifecycle.validation import (
 )
 
 __all__ = [
+    "DEDUPLICATED_HEADER",
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "IDEMPOTENCY_TTL",
     "REVOKED_ERROR_TYPE",
@@ -87,6 +90,7 @@ __all__ = [
     "job_check_and_admit",
     "job_check_priority_allowed",
     "job_claim",
+    "job_deduplicated",
     "job_defer",
     "job_fail_attempt",
     "job_heartbeat",
@@ -111,4 +115,5 @@ __all__ = [
     "record_lost_attempt",
     "request_fingerprint",
     "retry_delay_seconds",
+    "unique_key",
 ]

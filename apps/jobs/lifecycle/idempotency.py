@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.core.errors import Conflict, InvalidInput, Unprocessable
 from apps.jobs.lifecycle.submit import job_check_and_admit, jobs_create
+from apps.jobs.lifecycle.unique import job_deduplicated
 from apps.jobs.lifecycle.validation import CheckedJob
 from apps.jobs.models import IdempotencyKey, Job
 from apps.jobs.registry import UnknownKind, registry
@@ -28,6 +29,9 @@ class Submission:
     job: Job
     status_code: int
     replayed: bool
+    # The job already held the kind's unique key (apps.jobs.lifecycle.unique): answered 200,
+    # and so is every replay of it.
+    deduplicated: bool = False
 
 
 def request_fingerprint(**request: Any) -> str:
@@ -108,15 +112,18 @@ def job_submit_idempotent(
         try:
             with transaction.atomic():
                 [job] = jobs_create(owner=owner, checked=[checked], request_id=request_id)
+                deduplicated = job_deduplicated(job)
+                status_code = 200 if deduplicated else 202
                 IdempotencyKey.objects.create(
                     owner=owner,
                     key=idempotency_key,
                     fingerprint=fingerprint,
                     job=job,
-                    status_code=202,
-                    created_at=job.created_at,
+                    status_code=status_code,
+                    # A deduplicated job is older than the key, whose 24 hours start now.
+                    created_at=timezone.now() if deduplicated else job.created_at,
                 )
-            return Submission(job=job, status_code=202, replayed=False)
+            return Submission(job=job, status_code=status_code, replayed=False, deduplicated=deduplicated)
         except IntegrityError as exc:
             if not _violates(exc, "idempotency_owner_key"):
                 raise
@@ -160,4 +167,7 @@ def _idempotent_replay(*, owner: AbstractBaseUser, key: str, fingerprints: tuple
             code="idempotency_key_reused",
             details={"job_id": str(record.job_id)},
         )
-    return Submission(job=record.job, status_code=record.status_code, replayed=True)
+    # A 200 was a deduplicated submission (apps.jobs.lifecycle.unique): replayed as it was.
+    return Submission(
+        job=record.job, status_code=record.status_code, replayed=True, deduplicated=record.status_code == 200
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
 
@@ -77,6 +77,42 @@ def jobs_insert(jobs: list[Job]) -> None:
     for job in jobs:
         job._state.adding = False
         job._state.db = connection.alias
+
+
+def jobs_insert_unique(jobs: list[Job]) -> set[uuid.UUID]:
+    """Insert new jobs that carry a unique key, each skipped when its (owner, unique_key) is
+    taken; returns the ids inserted. On PostgreSQL one INSERT ... ON CONFLICT DO NOTHING per
+    chunk: a racing insert of the same key is waited for (then skipped, or inserted if the
+    other rolled back), never an error, so no savepoint is needed inside a transaction.
+    Elsewhere one savepoint per job."""
+    if connection.vendor != "postgresql":
+        inserted = set()
+        for job in jobs:
+            try:
+                with transaction.atomic():
+                    Job.objects.bulk_create([job])
+            except IntegrityError:
+                continue
+            inserted.add(job.id)
+        return inserted
+    insert, _ = _job_insert_sql()
+    width = len(Job._meta.concrete_fields)
+    q, now, inserted = connection.ops.quote_name, timezone.now(), set()
+    conflict = f" ON CONFLICT ({q('owner_id')}, {q('unique_key')}) WHERE {q('unique_key')} IS NOT NULL DO NOTHING"
+    row = f"({', '.join(['%s'] * width)})"
+    per_statement = 65535 // width  # PostgreSQL's limit on a statement's parameters
+    for start in range(0, len(jobs), per_statement):
+        chunk = jobs[start : start + per_statement]
+        sql = insert.rsplit(" VALUES ", 1)[0] + " VALUES " + ", ".join([row] * len(chunk)) + conflict + " RETURNING id"
+        params = [value for job in chunk for value in _job_row(job, now)]
+        with prepared_cursor() if len(chunk) == 1 else connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            inserted.update(uuid.UUID(str(found)) for (found,) in cursor.fetchall())
+    for job in jobs:
+        if job.id in inserted:
+            job._state.adding = False
+            job._state.db = connection.alias
+    return inserted
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from apps.core.errors import InvalidInput
 from apps.jobs import signals
 from apps.jobs.lifecycle.admission import jobs_admit
 from apps.jobs.lifecycle.store import jobs_insert, new_job
+from apps.jobs.lifecycle.unique import job_deduplicated, jobs_insert_deduplicating
 from apps.jobs.lifecycle.validation import CheckedJob, PriorityNotAllowed, job_check
 from apps.jobs.models import Job, JobStatus
 from apps.jobs.publish import JobMessage, job_publish_on_commit
@@ -34,7 +35,11 @@ def jobs_create(
     No admission check here (jobs_admit): a caller that creates a job as the consequence
     of one already admitted (a webhook delivery) may skip it. Opens no transaction: one job
     is one INSERT committed by itself, with no BEGIN and COMMIT round trips around it; many
-    are written inside the caller's transaction."""
+    are written inside the caller's transaction.
+
+    A job of a unique kind whose key another job holds is not created: its place in the
+    answer is that job, marked deduplicated (apps.jobs.lifecycle.unique), neither published
+    nor announced again."""
     now = timezone.now()
     rows = [
         new_job(
@@ -54,9 +59,16 @@ def jobs_create(
         )
         for position, job in enumerate(checked)
     ]
-    jobs_insert(rows)
-    job_publish_on_commit(JobMessage.of(job) for job in rows if job.run_at is None and job.status == JobStatus.QUEUED)
-    transaction.on_commit(lambda: signals.jobs_submitted.send(sender=Job, jobs=rows))
+    created = rows
+    if any(job.k.unique_by for job in checked):  # a kind without uniqueness costs nothing here
+        rows = jobs_insert_deduplicating(rows, [job.k for job in checked], now)
+        created = [job for job in rows if not job_deduplicated(job)]
+    else:
+        jobs_insert(rows)
+    job_publish_on_commit(
+        JobMessage.of(job) for job in created if job.run_at is None and job.status == JobStatus.QUEUED
+    )
+    transaction.on_commit(lambda: signals.jobs_submitted.send(sender=Job, jobs=created))
     return rows
 
 

@@ -1,6 +1,7 @@
 """The API's input and output shapes. Input and output are separate serializers, so what a
 client sees is never an accident of the model. Every name is importable from here."""
 
+from apps.jobs.serializers.batch import JobBatchItemOutput, JobBatchOutput
 from apps.jobs.serializers.errors import ErrorDetailOutput, ErrorResponse
 from apps.jobs.serializers.inputs import (
     BATCH_MAX_JOBS,
@@ -16,7 +17,6 @@ from apps.jobs.serializers.outputs import (
     LIST_FIELD_MAX_CHARS,
     AttemptOutput,
     ErrorOutput,
-    JobBatchOutput,
     JobDetailOutput,
     JobListItemOutput,
     JobOutput,
@@ -24,6 +24,7 @@ from apps.jobs.serializers.outputs import (
     KindListOutput,
     KindOutput,
     KindRetryOutput,
+    KindUniqueOutput,
     LinksOutput,
     ProgressOutput,
     list_include,
@@ -38,6 +39,7 @@ __all__ = [
     "ErrorDetailOutput",
     "ErrorOutput",
     "ErrorResponse",
+    "JobBatchItemOutput",
     "JobBatchOutput",
     "JobBatchSubmitInput",
     "JobDetailOutput",
@@ -49,6 +51,7 @@ __all__ = [
     "KindListOutput",
     "KindOutput",
     "KindRetryOutput",
+    "KindUniqueOutput",
     "LinksOutput",
     "ProgressOutput",
     "StatusListField",

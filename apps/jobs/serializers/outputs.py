@@ -339,10 +339,6 @@ def list_include(raw: str | None) -> frozenset[str]:
     return names
 
 
-class JobBatchOutput(serializers.Serializer):
-    jobs = JobOutput(many=True)
-
-
 class JobPageOutput(serializers.Serializer):
     """A page of the cursor-paginated list."""
 
@@ -357,6 +353,19 @@ class KindRetryOutput(serializers.Serializer):
     backoff = serializers.CharField()
 
 
+class KindUniqueOutput(serializers.Serializer):
+    by = serializers.ListField(child=serializers.CharField(), help_text="The payload fields that make the key.")
+    for_seconds = serializers.FloatField(allow_null=True)
+    # "active": held until the job finishes; "period": for_seconds from its creation.
+    while_ = serializers.ChoiceField(choices=["active", "period"])
+    debounce_seconds = serializers.FloatField(allow_null=True)
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["while"] = fields.pop("while_")  # a keyword in Python, a plain key in JSON
+        return fields
+
+
 class KindOutput(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
@@ -369,6 +378,7 @@ class KindOutput(serializers.Serializer):
     rate_limit = serializers.CharField(allow_null=True)
     concurrency = serializers.IntegerField(allow_null=True)
     limit_per = serializers.CharField(allow_null=True, help_text='Limits counted per "owner" or "payload.<field>".')
+    unique = KindUniqueOutput(allow_null=True, help_text="Null unless the kind's jobs are unique (docs/kinds.md).")
     retry = KindRetryOutput()
 
 
