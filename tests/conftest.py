@@ -52,22 +52,31 @@ def _reset_publisher(url: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _dispatch_windows_forgotten() -> Iterator[None]:
-    """Each test starts with empty queues and no queue window (apps.jobs.dispatch): messages
-    an earlier test left on a queue would fill its window, and a window a beat or a reconciler
-    sweep of an earlier test sized would hold this test's submissions back for its keys'
-    lifetime, with no dispatcher running to send them."""
-    yield
+def _queue_state_forgotten() -> Iterator[None]:
+    """What a test leaves in Redis and this process that the database's rollback does not
+    undo, cleared before the next test:
+    - the queues' messages, windows and held counts (apps.jobs.dispatch): messages an earlier
+      test left on a queue would fill its window, and a window a beat or a reconciler sweep
+      sized would hold this test's submissions back for its keys' lifetime, with no
+      dispatcher running to send them;
+    - the pauses' Redis key and this process's view of it (apps.jobs.pauses)."""
     import contextlib
 
     from redis.exceptions import RedisError
 
     from apps.core.redis import redis_client
+    from apps.jobs import pauses
     from apps.jobs.dispatch import window_keys
-    from apps.jobs.pauses import job_queues
 
-    with contextlib.suppress(RedisError):
-        redis_client().delete(*(k for queue in job_queues() for k in window_keys(queue)))
+    def forget() -> None:
+        pauses.pause_cache_forget()
+        with contextlib.suppress(RedisError):
+            keys = [k for queue in pauses.job_queues() for k in window_keys(queue)]
+            redis_client().delete(pauses.PAUSES_KEY, *keys)
+
+    forget()
+    yield
+    forget()
 
 
 @pytest.fixture

@@ -69,7 +69,9 @@ def test_a_job_that_kills_its_worker_every_time_is_parked_and_the_worker_keeps_s
 
 
 def test_every_queued_job_runs_once_after_redis_loses_its_data(platform, owner, own_redis):
-    platform.beat()  # the reconciler notices the loss; no worker runs yet
+    # The reconciler notices the loss; no worker runs yet. The queue's window is wider than the
+    # backlog, so every job is on the broker when Redis loses it.
+    platform.beat(DISPATCH_WINDOW_MIN="200")
     wait_for(
         lambda: own_redis_command(own_redis, "EXISTS", BROKER_SENTINEL_KEY),
         timeout=15,

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from apps.core.redis import redis_client
 from apps.jobs import lifecycle, pauses
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from tests.factories import UserFactory
@@ -16,14 +15,6 @@ from tests.integration.helpers import wait_terminal
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_pause_left_behind():
-    pauses.pause_cache_forget()
-    yield
-    pauses.pause_cache_forget()
-    redis_client().delete(pauses.PAUSES_KEY)
 
 
 def status_of(job: Job) -> str:

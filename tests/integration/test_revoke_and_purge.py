@@ -110,8 +110,9 @@ def test_a_running_job_revoked_with_terminate_is_cancelled_with_its_attempt_revo
 @pytest.mark.fault
 def test_a_purged_backlog_runs_once_each_when_a_worker_comes(platform, owner, own_redis):
     """Beat runs from the start, so Redis keeps the broker sentinel: the purge is not a broker
-    loss, and only the stranded-job sweep can bring the jobs back."""
-    platform.beat()
+    loss, and only the stranded-job sweep can bring the jobs back. The queue's window is wider
+    than the backlog, so every job's message is on the queue when it is purged."""
+    platform.beat(DISPATCH_WINDOW_MIN="100")
     wait_for(
         lambda: redis.Redis.from_url(own_redis.url).exists(BROKER_SENTINEL_KEY),
         timeout=15,

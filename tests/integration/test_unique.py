@@ -23,6 +23,9 @@ JOBS = "/api/v1/jobs"
 def stack(platform):
     modules = f"{os.environ['JOB_KIND_MODULES']},tests.unique_kinds"
     platform.worker(concurrency=2, env={"JOB_KIND_MODULES": modules})
+    # Two beats, as production runs them: one leads (the dispatcher publishes a debounced job
+    # when due), the other stands by.
+    platform.beat(JOB_KIND_MODULES=modules)
     platform.beat(JOB_KIND_MODULES=modules)
     return platform
 

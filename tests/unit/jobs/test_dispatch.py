@@ -19,14 +19,6 @@ from tests.factories import JobFactory, UserFactory
 from tests.helpers.jobs import broker_messages
 
 
-@pytest.fixture(autouse=True)
-def _no_pause_left_behind():
-    pauses.pause_cache_forget()
-    yield
-    pauses.pause_cache_forget()
-    redis_client().delete(pauses.PAUSES_KEY)
-
-
 def in_consumption_order(queue: str) -> list[str]:
     """The job ids on a queue in the order workers take them (kombu pushes left, pops right)."""
     return [m["args"][0] for m in reversed(broker_messages(queue))]

@@ -18,17 +18,6 @@ from tests.helpers.api import queued_job_ids
 from tests.helpers.jobs import submitted
 
 
-@pytest.fixture(autouse=True)
-def _no_pause_left_behind():
-    """A pause lives in PostgreSQL (rolled back after each test) and in a Redis key and this
-    process's view of it (not rolled back): clear both so no other test sees it."""
-    pauses.pause_cache_forget()
-    redis_client().delete(pauses.PAUSES_KEY)
-    yield
-    pauses.pause_cache_forget()
-    redis_client().delete(pauses.PAUSES_KEY)
-
-
 def run(job: Job) -> str:
     from config.celery import app
     from workers import tasks  # noqa: F401  (registers one task per kind)

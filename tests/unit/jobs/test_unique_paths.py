@@ -3,11 +3,9 @@ Idempotency-Key, schedules, workflows; a race of twenty connections; and what it
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
-from django.db import connections
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -16,12 +14,12 @@ from apps.jobs import flow, lifecycle
 from apps.jobs.models import Job
 from apps.schedules import firing
 from tests.factories import UserFactory
+from tests.helpers.concurrency import race
 from tests.unique_kinds import ACTIVE, DEBOUNCED
 from tests.unit.schedules.helpers import make as make_schedule
 
 JOBS = "/api/v1/jobs"
 BATCH = "/api/v1/jobs/batch"
-DEADLINE_SECONDS = 60
 
 
 def submit(api: APIClient, kind: str = ACTIVE, headers: dict[str, str] | None = None, **payload: Any) -> Any:
@@ -145,29 +143,13 @@ def test_twenty_concurrent_identical_submits_make_one_job(transactional_db, sett
     settings.CLIENT_MAX_IN_FLIGHT = 1000
     owner = UserFactory()
     token = Token.objects.create(user=owner).key
-    barrier = threading.Barrier(20)
-    results: list[Any] = [None] * 20
 
-    def run(index: int) -> None:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        try:
-            barrier.wait(timeout=DEADLINE_SECONDS)
-            response = submit(client, account="a", region="eu")
-            results[index] = (response.status_code, response.json().get("id"), response.headers.get("Job-Deduplicated"))
-        except Exception as exc:  # reported by the assertion below, not lost in the thread
-            results[index] = exc
-        finally:
-            connections.close_all()
+    def identical(client: APIClient) -> tuple[int, str, str]:
+        response = submit(client, account="a", region="eu")
+        return response.status_code, response.json().get("id"), response.headers.get("Job-Deduplicated")
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(20)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=DEADLINE_SECONDS)
-        assert not any(t.is_alive() for t in threads), "a submission did not finish within the deadline"
-        assert not any(isinstance(r, Exception) for r in results), results
+        results = race(20, token, identical)
         [job] = Job.objects.filter(owner=owner)
         assert sorted(code for code, _, _ in results) == [200] * 19 + [202], results
         assert {job_id for _, job_id, _ in results} == {str(job.id)}

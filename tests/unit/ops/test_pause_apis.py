@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from apps.core.redis import redis_client
 from apps.jobs import pauses
 from apps.jobs.models import Pause
 from tests.factories import UserFactory
 from tests.helpers.api import client_for
-
-
-@pytest.fixture(autouse=True)
-def _no_pause_left_behind():
-    pauses.pause_cache_forget()
-    redis_client().delete(pauses.PAUSES_KEY)
-    yield
-    pauses.pause_cache_forget()
-    redis_client().delete(pauses.PAUSES_KEY)
 
 
 @pytest.fixture
