@@ -20,6 +20,7 @@ from __future__ import annotations
 import statistics
 import time
 
+from bench import cpu
 from bench.benchmarks import NOOP, Sizes, _platform_drain, _ts
 from bench.client import Client
 from bench.report import Report, fmt_rate
@@ -84,6 +85,7 @@ def fairness(stack: Stack, report: Report, sizes: Sizes) -> None:
     stack.start_worker()
     waits: dict[str, list[float]] = {}
     drains: dict[str, list[float]] = {side: [] for side in SIDES}
+    spent: dict[str, dict[str, float]] = {side: {} for side in SIDES}
     try:
         for side, env in SIDES.items():
             _restart_beat(stack, env)
@@ -92,7 +94,10 @@ def fairness(stack: Stack, report: Report, sizes: Sizes) -> None:
         for round_ in range(sizes.drain_rounds):
             for side, env in SIDES.items():
                 _restart_beat(stack, env)
-                drains[side].append(sizes.drain_jobs / _platform_drain(stack, sizes.drain_jobs)["seconds"])
+                run = _platform_drain(stack, sizes.drain_jobs)
+                drains[side].append(sizes.drain_jobs / run["seconds"])
+                for role, seconds in run["cpu"].items():
+                    spent[side][role] = spent[side].get(role, 0.0) + seconds
             rates = ", ".join(f"{side} {d[-1]:.0f} jobs/s" for side, d in drains.items())
             log(f"fairness, drain round {round_ + 1}: {rates}")
     finally:
@@ -112,6 +117,11 @@ def fairness(stack: Stack, report: Report, sizes: Sizes) -> None:
         report.add(NUMBER, f"{label}: drain of {sizes.drain_jobs:,} jobs of one client", fmt_rate(rate[side], "jobs/s"))
     ratio = rate["fair"] / rate["fifo"]
     report.add(NUMBER, "drain, fair / first in, first out", f"{ratio:.2f}", "≥ 0.9", ratio >= 0.9)
+    rounds = ", ".join(f"{fair / fifo:.2f}" for fair, fifo in zip(drains["fair"], drains["fifo"], strict=True))
+    jobs = sizes.drain_jobs * sizes.drain_rounds
+    report.note(NUMBER, f"Drain, fair / first in, first out, round by round: {rounds}.")
+    for side in SIDES:
+        report.note(NUMBER, f"Drain, {side}: " + cpu.describe(spent[side], jobs, "job") + ".")
     report.note(
         NUMBER,
         f"Both sides in one run on the same stack, switched by restarting beat (whose leader sizes the windows): "

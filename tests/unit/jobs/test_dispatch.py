@@ -116,12 +116,12 @@ def test_a_pass_sizes_the_windows_fills_them_and_counts_what_is_held(db):
     assert int(redis_client().get(held_key("default"))) == 30
     assert redis_client().exists(dispatch.waiting_key("default"))
 
-    # A quick pass fills only once a quarter of the window is free.
-    redis_client().rpop("default", 4)
+    # A quick pass fills only once half the window is free.
+    redis_client().rpop("default", 9)
     assert dispatch.dispatch_pass(full=False) == 0
     redis_client().rpop("default", 1)
-    assert dispatch.dispatch_pass(full=False) == 5
-    assert int(redis_client().get(held_key("default"))) == 25
+    assert dispatch.dispatch_pass(full=False) == 10
+    assert int(redis_client().get(held_key("default"))) == 20
 
 
 def test_a_paused_queue_is_not_filled_but_its_held_jobs_still_count(db):
