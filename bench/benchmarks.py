@@ -41,6 +41,7 @@ class Sizes:
     workflow_rounds: int = 4  # bench/workflows.py: submit rounds (release and drain: 2)
     schedule_firings: int = 30  # bench/schedules.py: firings of an every_seconds 1 schedule timed
     fairness_backlog: int = 20_000  # bench/fairness.py: one client's backlog ahead of another's jobs
+    webhook_deliveries: int = 2_000  # bench/webhooks_io.py: deliveries per side (I/O pool, prefork)
 
 
 QUICK = Sizes(
@@ -56,6 +57,7 @@ QUICK = Sizes(
     workflow_rounds=2,
     schedule_firings=10,
     fairness_backlog=2_000,
+    webhook_deliveries=300,
 )
 
 
@@ -481,7 +483,7 @@ _JOB_COLUMNS = {
     "payload": "CASE kind WHEN 'diagnostics.sleep' THEN '{\"seconds\": 1}'::jsonb ELSE '{}'::jsonb END",
     "status": "status",
     "priority": "CASE kind WHEN 'webhooks.deliver' THEN 'high' ELSE 'default' END",
-    "queue": "CASE kind WHEN 'webhooks.deliver' THEN 'high' ELSE 'default' END",
+    "queue": "CASE kind WHEN 'webhooks.deliver' THEN 'io_high' ELSE 'default' END",
     "attempts": "CASE status WHEN 'queued' THEN 0 WHEN 'failed' THEN 3 ELSE 1 END",
     "max_attempts": "3",
     "attempt_allowance": "3",

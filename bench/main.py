@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admin_dashboard, benchmarks, chaos_figures, fairness, schedules, workflows
+from bench import admin_dashboard, benchmarks, chaos_figures, fairness, schedules, webhooks_io, workflows
 from bench.machine import describe
 from bench.report import TITLES, Report
 from bench.stack import ROOT, BenchError, Stack
@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[int, Callable]] = {
     "workflows": (workflows.NUMBER, workflows.workflows),  # before scale: its seed holds jobs that never end
     "schedules": (schedules.NUMBER, schedules.schedules),  # before scale too: it waits for an idle platform
     "fairness": (fairness.NUMBER, fairness.fairness),  # before scale too: it drains whole backlogs
+    "webhooks": (webhooks_io.NUMBER, webhooks_io.webhooks),  # before scale too: it waits for its deliveries
     "scale": (5, benchmarks.scale),
     "dashboard": (admin_dashboard.NUMBER, admin_dashboard.dashboard),  # reuses scale's million jobs
 }

@@ -15,6 +15,7 @@ TITLES = {
     8: "workflows",
     9: "schedule firing",
     10: "fair dispatch",
+    11: "I/O pool (webhook fan-out)",
 }
 
 

@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
-from tests.processes import CeleryProcess, RedisServer, celery_env, start_beat, start_worker
+from tests.processes import CeleryProcess, RedisServer, celery_env, start_beat, start_worker, start_worker_io
 
 # The shared helpers assert; have pytest explain their failures as it does a test's own.
 pytest.register_assert_rewrite("tests.helpers")
@@ -111,6 +111,13 @@ class Platform:
     def worker(self, **kwargs: Any) -> CeleryProcess:
         env = self.env(**kwargs.pop("env", {}))
         process = start_worker(env, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def worker_io(self, **kwargs: Any) -> CeleryProcess:
+        """The Procfile's worker-io (a thread pool on the I/O queues)."""
+        env = self.env(**kwargs.pop("env", {}))
+        process = start_worker_io(env, **kwargs)
         self.processes.append(process)
         return process
 

@@ -144,7 +144,8 @@ def start_worker(
     env: dict[str, str],
     *,
     concurrency: int = 2,
-    queues: str = "high,default,low",
+    # The Procfile's default: its own queues, then the I/O ones (taken when its own are empty).
+    queues: str = "high,default,low,io_high,io_default,io_low",
     name: str | None = None,
     extra: list[str] | None = None,
     prefix: list[str] | None = None,
@@ -171,6 +172,16 @@ def start_worker(
         "--without-gossip",
         *(extra or []),
     ]
+    worker = CeleryProcess(argv, env, name)
+    worker.wait_ready("ready.")
+    return worker
+
+
+def start_worker_io(env: dict[str, str], *, concurrency: int = 32, name: str | None = None) -> CeleryProcess:
+    """The Procfile's `worker-io` line as it stands (the I/O queues, a thread pool), with a
+    name of the test's own (the last -n wins) and `concurrency` slots."""
+    name = name or f"worker-io-{uuid.uuid4().hex[:6]}"
+    argv = [*procfile_argv("worker-io", WORKER_IO_CONCURRENCY=str(concurrency)), "-n", f"{name}@%h"]
     worker = CeleryProcess(argv, env, name)
     worker.wait_ready("ready.")
     return worker

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from apps.core.text import clean_text
 from apps.jobs import flow, lifecycle, pauses, selectors
 from apps.jobs.registry import CLIENT_ERROR_TYPE, ClientError, JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
+from workers.leases import Lease, keeper
 from workers.outcomes import Outcome, report
 
 logger = logging.getLogger("workers.runtime")
@@ -37,86 +37,6 @@ logger = logging.getLogger("workers.runtime")
 T = TypeVar("T")
 
 _CHECK_EVERY = 0.5  # seconds between database looks at progress and cancellation
-
-
-class Lease:
-    """The running attempt's hold on its job, renewed by the process's LeaseKeeper. `lost`
-    tells the handler's context to stop early: the reconciler gave the job to someone else
-    (the fence in every write already protects the newer attempt) or it was cancelled."""
-
-    __slots__ = ("claim", "due", "kind", "lost", "slot")
-
-    def __init__(self, claim: lifecycle.Claim, kind: Kind, slot: flow.Slot | None, due: float) -> None:
-        self.claim = claim
-        self.kind = kind
-        self.slot = slot
-        self.due = due
-        self.lost = False
-
-
-class LeaseKeeper:
-    """One daemon thread per worker process renews the leases of the jobs running there.
-
-    A thread started per job cost a noop job more than its claim; this one is started once,
-    in the process that runs jobs (never before the pool forks), and a job that ends before
-    its first renewal is due costs two dictionary operations."""
-
-    def __init__(self) -> None:
-        self._pid = 0
-        self._leases: dict[str, Lease] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def interval() -> float:
-        return max(0.2, settings.JOB_LEASE_SECONDS / 3)
-
-    def hold(self, claim: lifecycle.Claim, *, kind: Kind, slot: flow.Slot | None = None) -> Lease:
-        if self._pid != os.getpid():  # a forked child: the parent's thread did not come along
-            self._pid, self._leases, self._lock, self._thread = os.getpid(), {}, threading.Lock(), None
-        lease = Lease(claim, kind, slot, time.monotonic() + self.interval())
-        with self._lock:
-            self._leases[claim.job_id] = lease
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-                self._thread.start()
-        return lease
-
-    def release(self, lease: Lease) -> None:
-        with self._lock:
-            if self._leases.get(lease.claim.job_id) is lease:
-                del self._leases[lease.claim.job_id]
-
-    def _run(self) -> None:
-        interval = self.interval()
-        while True:
-            now = time.monotonic()
-            with self._lock:
-                leases = list(self._leases.values())
-            due = [lease for lease in leases if lease.due <= now]
-            for lease in due:
-                self._renew(lease)
-                lease.due = time.monotonic() + interval
-            # A lease taken while this waits is due a whole interval after it was taken,
-            # never sooner than this wait ends: no wake-up call is needed.
-            later = [lease.due for lease in leases if lease not in due]
-            time.sleep(max(0.05, min([interval, *(d - time.monotonic() for d in later)])))
-
-    def _renew(self, lease: Lease) -> None:
-        try:
-            close_old_connections()  # this thread's own connection: too old or broken, replaced
-            if not lifecycle.job_heartbeat(claim=lease.claim):
-                lease.lost = True
-                self.release(lease)
-                return
-            if lease.slot:  # under the key it was taken in: the kind's, or its limit key's
-                flow.concurrency_renew(lease.slot, lease_seconds=settings.JOB_LEASE_SECONDS)
-        except Exception:
-            logger.exception("job %s: could not renew its lease", lease.claim.job_id)
-            connection.close()  # this thread's own; the next renewal opens a fresh one
-
-
-keeper = LeaseKeeper()
 
 
 class Context:
@@ -132,6 +52,9 @@ class Context:
         self._last_progress = 0.0
         self._last_cancel_check = 0.0
         self._cancelled = False
+        # Past the kind's soft time limit, which the context enforces on every pool: a
+        # thread cannot be interrupted (workers.leases).
+        self.timed_out = False
 
     def progress(self, percent: float, message: str = "") -> None:
         now = time.monotonic()
@@ -142,8 +65,12 @@ class Context:
 
     def is_cancelled(self) -> bool:
         if self._cancelled or self._lease.lost:
+            self.timed_out = self.timed_out or self._lease.timed_out
             return True
         now = time.monotonic()
+        if now >= self._lease.soft_at:
+            self.timed_out = True
+            return True
         if now - self._last_cancel_check >= _CHECK_EVERY:
             self._last_cancel_check = now
             self._cancelled = lifecycle.job_cancel_requested(claim=self._claim)
@@ -151,6 +78,8 @@ class Context:
 
     def check_cancelled(self) -> None:
         if self.is_cancelled():
+            if self.timed_out:
+                raise SoftTimeLimitExceeded(f"job {self.job_id} ran past its soft time limit")
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
     def step(self, name: str, effect: Callable[[], T]) -> T:
@@ -220,7 +149,7 @@ def run_attempt(task: Task, job_id: str) -> Outcome:
         _release(kind, slot)
         return _unclaimed(job_id, kind)
     with context.job_context(job=job_id, kind=claim.kind, request=claim.request_id):
-        return _run_claimed(kind, claim, slot)
+        return _run_claimed(kind, claim, slot, seed)
 
 
 def delivery_of(properties: dict[str, Any] | None) -> str | None:
@@ -267,9 +196,9 @@ def _requeue_while_database_away(job_id: str, exc: Exception) -> NoReturn:
     raise Reject(f"PostgreSQL unreachable: {type(exc).__name__}", requeue=True)
 
 
-def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: flow.Slot | None) -> Outcome:
+def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: flow.Slot | None, seed: str | None = None) -> Outcome:
     job_id = claim.job_id
-    lease = keeper.hold(claim, kind=kind, slot=slot)
+    lease = keeper.hold(claim, kind=kind, slot=slot, seed=seed)
     ctx = Context(claim, lease)
     started = time.monotonic()
     logger.info("job %s (%s): attempt %s of %s started", job_id, claim.kind, claim.attempt, claim.max_attempts)
@@ -277,8 +206,12 @@ def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: flow.Slot | None) -> 
         try:
             result = kind.handler(ctx, claim.payload)
             json.dumps(result)  # a result must cross JSON, like everything else we store
+            if ctx.timed_out:  # it stopped because its context said so: not a success
+                raise SoftTimeLimitExceeded(f"job {job_id} stopped at its soft time limit")
         except JobCancelled as exc:
             failure = lifecycle.AttemptFailure("JobCancelled", str(exc), cancelled=True)
+            if ctx.timed_out:  # the handler took its limit for a cancel
+                failure = _time_limit_failure(kind, exc)
         except ClientError as exc:
             # The client's input is at fault: one type the monitor knows, whatever the subclass.
             _, message, tb = _describe(exc)
@@ -286,10 +219,7 @@ def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: flow.Slot | None) -> 
         except PermanentError as exc:
             failure = lifecycle.AttemptFailure(*_describe(exc), permanent=True)
         except SoftTimeLimitExceeded as exc:
-            _, _, tb = _describe(exc)
-            failure = lifecycle.AttemptFailure(
-                "TimeLimitExceeded", f"the handler ran past its soft time limit of {kind.soft_time_limit} s", tb
-            )
+            failure = _time_limit_failure(kind, exc)
         except Exception as exc:
             failure = lifecycle.AttemptFailure(*_describe(exc))
         else:
@@ -320,6 +250,12 @@ def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: flow.Slot | None) -> 
     finally:
         keeper.release(lease)
         _release(kind, slot)
+
+
+def _time_limit_failure(kind: Kind, exc: BaseException) -> lifecycle.AttemptFailure:
+    _, _, tb = _describe(exc)
+    message = f"the handler ran past its soft time limit of {kind.soft_time_limit:g} s"
+    return lifecycle.AttemptFailure("TimeLimitExceeded", message, tb)
 
 
 def _unclaimed(job_id: str, kind: Kind) -> Outcome:

@@ -14,7 +14,15 @@ import logging  # noqa: E402
 from typing import Any  # noqa: E402
 
 from celery import Task  # noqa: E402
-from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_process_shutdown  # noqa: E402
+from celery.concurrency.thread import TaskPool as ThreadPool  # noqa: E402
+from celery.signals import (  # noqa: E402
+    celeryd_init,
+    setup_logging,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from celery.worker.request import Request  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
@@ -67,6 +75,20 @@ def start_write_behind(**kwargs: object) -> None:
 @worker_process_shutdown.connect(dispatch_uid="workers.write_behind.stop")
 def stop_write_behind(**kwargs: object) -> None:
     platform_redis.write_behind_stop()
+
+
+@worker_ready.connect(dispatch_uid="workers.write_behind.threads")
+def start_write_behind_for_threads(sender: Any = None, **kwargs: object) -> None:
+    """A thread pool (worker-io) forks nothing and sends no worker_process_init: its one
+    process, which runs every job, starts the write-behind thread once it is ready. Its
+    queue is thread-safe, and each job's batch is its own (a context variable)."""
+    if isinstance(getattr(sender, "pool", None), ThreadPool):
+        platform_redis.write_behind_start()
+
+
+@worker_shutdown.connect(dispatch_uid="workers.write_behind.threads.stop")
+def stop_write_behind_for_threads(**kwargs: object) -> None:
+    platform_redis.write_behind_stop()  # a no-op where this process did not start one
 
 
 class JobRequest(Request):

@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 from apps.core.errors import NotFound
 from apps.core.redis import key, redis_client
 from apps.jobs.models import Job, JobStatus, Pause, Priority
-from apps.jobs.registry import registry
+from apps.jobs.registry import IO_QUEUES, registry
 
 logger = logging.getLogger("apps.jobs.pauses")
 
@@ -77,8 +77,9 @@ class PauseSet:
 
 
 def job_queues() -> list[str]:
-    """Every queue a job may be published to: the priorities', and the kinds' own."""
-    names = {priority.value for priority in Priority}
+    """Every queue a job may be published to: the priorities', the I/O-bound kinds' (one per
+    priority), and the kinds' own."""
+    names = {priority.value for priority in Priority} | set(IO_QUEUES)
     names.update(kind.queue for kind in registry if kind.queue)
     return sorted(names)
 

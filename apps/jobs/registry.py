@@ -25,6 +25,9 @@ from jsonschema import Draft202012Validator
 from apps.jobs.flow import limit_payload_field, parse_rate
 
 PRIORITIES = ("high", "default", "low")
+# The queues of the I/O-bound kinds, one per priority, consumed by the `worker-io` process
+# (a thread pool of many slots: docs/kinds.md, "I/O-bound kinds").
+IO_QUEUES = tuple(f"io_{priority}" for priority in PRIORITIES)
 # How long a unique kind's key is held: while the job is active, or for a fixed period.
 UNIQUE_WHILE = ("active", "period")
 
@@ -119,6 +122,11 @@ class Kind:
     unique_for: float | None = None
     unique_while: str = "active"
     debounce: bool | float = False
+    # An I/O-bound kind mostly waits on the network (webhook delivery, outside HTTP calls): it
+    # goes to the io_<priority> queues and runs on worker-io's threads, where Celery cannot
+    # interrupt it at its limits: the context enforces the soft one at each check, the lease
+    # keeper abandons the attempt at the hard one, and the calls it makes carry timeouts.
+    io_bound: bool = False
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -176,7 +184,7 @@ class Kind:
         return float(self.debounce) if self.debounce else None
 
     def queue_for(self, priority: str) -> str:
-        return self.queue or priority
+        return self.queue or (f"io_{priority}" if self.io_bound else priority)
 
     def payload_errors(self, payload: Any) -> list[dict[str, str]]:
         """Every way the payload breaks the schema, as {path, message}; empty when valid."""
@@ -199,6 +207,7 @@ class Kind:
             "max_attempts": self.max_attempts,
             "soft_time_limit": self.soft_time_limit,
             "time_limit": self.time_limit,
+            "io_bound": self.io_bound,
             "rate_limit": self.rate_limit,
             "concurrency": self.concurrency,
             "limit_per": self.limit_per,

@@ -17,13 +17,15 @@ from redis.client import Pipeline
 from apps.core import redis as platform_redis
 from apps.core.redis import key, redis_client
 from apps.jobs import flow
+from apps.jobs.registry import IO_QUEUES, PRIORITIES
 
 logger = logging.getLogger(__name__)
 
 PREFIX = key("m:")
 JOB_EVENTS = ("submitted", "started", "succeeded", "failed", "cancelled", "retried", "dead_lettered")
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-QUEUES = ("high", "default", "low")
+# The priorities' queues and the I/O-bound kinds' (consumed by worker-io).
+QUEUES = (*PRIORITIES, *IO_QUEUES)
 
 
 def count_job_event(event: str, kind: str, n: int = 1) -> None:

@@ -74,7 +74,14 @@ def test_the_dashboard_and_the_lists_fit_1366_px_and_a_job_is_retried_from_its_p
     WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attempts svg"))
     assert "Operations dashboard" in browser.title
     assert len(browser.find_elements(By.CSS_SELECTOR, "#attempts svg rect")) == 180
-    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#queues tbody th")] == ["high", "default", "low"]
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#queues tbody th")] == [
+        "high",
+        "default",
+        "low",
+        "io_high",
+        "io_default",
+        "io_low",
+    ]
     assert_no_horizontal_scroll(browser, "the dashboard")
     screenshot("1-dashboard")
 

@@ -38,6 +38,9 @@ _HEX = "[0-9a-fA-F]"
         "additionalProperties": False,
     },
     priority="high",
+    # It waits on the receiver (up to WEBHOOK_TIMEOUT_SECONDS a call): worker-io's threads run
+    # many at once, on io_high.
+    io_bound=True,
     internal=True,
     outbound_urls=("url",),
     # Backoff from 2 s doubling to a 10 min cap: the eleven retries span 19 to 37 minutes,

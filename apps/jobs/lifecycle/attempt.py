@@ -211,19 +211,21 @@ def job_fail_attempt(*, claim: Claim, failure: AttemptFailure) -> str:
         return job_after_failed_attempt(job=job, now=now, failure=failure)
 
 
-def job_attempt_timed_out(*, job_id: str, seed: str, limit: float) -> str:
+def job_attempt_timed_out(*, job_id: str, seed: str, limit: float, killed: bool = True) -> str:
     """The worker killed a handler at its hard time limit: end that attempt as a failure
     now, instead of waiting for its lease to expire. Fenced by the killed attempt's lease
     token, rebuilt from its `seed` (lease_seed): when the job's lease is no longer that
     attempt's (it expired, and another process, maybe of the same worker, claimed the job
     again), nothing changes and this returns 'stale'. The worker's name would not do: every
-    pool process of a worker shares it."""
+    pool process of a worker shares it. `killed` False: a thread pool's attempt, which
+    cannot be killed, is abandoned instead (workers.leases); its late writes are fenced."""
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(id=job_id, status=JobStatus.RUNNING).first()
         if job is None or job.lease_token != lease_token_for(seed, job.attempts):
             return "stale"
-        message = f"the handler ran past its hard time limit of {limit:g} s and was killed"
+        ended = "was killed" if killed else "was abandoned (a thread cannot be killed)"
+        message = f"the handler ran past its hard time limit of {limit:g} s and {ended}"
         record_lost_attempt(
             job=job, now=now, outcome=JobAttempt.Outcome.FAILED, error_type="TimeLimitExceeded", error_message=message
         )

@@ -375,6 +375,7 @@ class KindOutput(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     soft_time_limit = serializers.FloatField()
     time_limit = serializers.FloatField()
+    io_bound = serializers.BooleanField(help_text="Runs on worker-io's threads, on the io_<priority> queues.")
     rate_limit = serializers.CharField(allow_null=True)
     concurrency = serializers.IntegerField(allow_null=True)
     limit_per = serializers.CharField(allow_null=True, help_text='Limits counted per "owner" or "payload.<field>".')

@@ -46,7 +46,7 @@ def test_pausing_a_queue_answers_its_new_state_and_the_list_shows_it(staff, djan
     assert body["oldest_age_seconds"] >= 0
 
     listed = {q["name"]: q for q in staff.get("/api/v1/queues").json()}
-    assert set(listed) == {"high", "default", "low"}
+    assert set(listed) == {"high", "default", "low", "io_high", "io_default", "io_low"}
     assert listed["default"]["paused"]
     assert not listed["high"]["paused"]
 

@@ -338,7 +338,8 @@ def test_a_job_that_ends_with_a_callback_url_gets_a_published_delivery_job_for_i
     delivery = Job.objects.get(kind=services.DELIVER_KIND)
     assert delivery.owner == user
     assert delivery.payload == {"job_id": str(job.id), "url": "http://127.0.0.1:9/hook", "event": "job.finished"}
-    assert (delivery.priority, delivery.queue) == ("high", "high")
+    # An I/O-bound kind: on the I/O queue of its priority, which worker-io consumes.
+    assert (delivery.priority, delivery.queue) == ("high", "io_high")
     assert delivery.max_attempts == registry.get(services.DELIVER_KIND).max_attempts
     assert delivery.callback_url == ""
     assert delivery.request_id == "req-1"
