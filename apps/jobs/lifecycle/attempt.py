@@ -4,13 +4,14 @@ end the attempt (succeed, or fail and move on to a retry, failed or cancelled)."
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.core.text import clean_json, clean_text
@@ -134,10 +135,32 @@ def job_step_once(*, claim: Claim, name: str, effect: Callable[[], T]) -> T:
     if recorded is not None:
         return recorded[0]  # type: ignore[no-any-return]
     value = effect()
-    JobStep.objects.get_or_create(
-        job_id=claim.job_id, name=name, defaults={"result": clean_json(value), "attempt": claim.attempt}
-    )
+    _step_record(claim=claim, name=name, value=clean_json(value))
     return value
+
+
+# How long a step's record may wait for PostgreSQL to answer again. The effect has happened:
+# losing its record would have the retry repeat it, so the write is worth a wait of about a
+# lease (a restart or a failover takes seconds), after which the lease is gone anyway.
+STEP_RECORD_PAUSE_SECONDS = 0.5
+
+
+def _step_record(*, claim: Claim, name: str, value: Any) -> None:
+    """Record a step's result. When the connection is lost (PostgreSQL restarted between the
+    effect and its record) the write is tried again on a new connection until about a lease
+    has passed; inside a caller's transaction it cannot be, and the error goes up."""
+    deadline = time.monotonic() + settings.JOB_LEASE_SECONDS
+    while True:
+        try:
+            JobStep.objects.get_or_create(
+                job_id=claim.job_id, name=name, defaults={"result": value, "attempt": claim.attempt}
+            )
+            return
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block or time.monotonic() >= deadline:
+                raise
+            connection.close()  # this thread's own: the next try opens a fresh one
+            time.sleep(STEP_RECORD_PAUSE_SECONDS)
 
 
 def job_succeed(*, claim: Claim, result: Any) -> bool:

@@ -8,15 +8,17 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from apps.deadletters.models import DeadLetter
 from apps.jobs import lifecycle, reconciler
 from apps.jobs.lifecycle import AttemptFailure
 from apps.jobs.models import Job, JobAttempt, JobStatus, JobStep
-from tests.factories import JobFactory
+from tests.factories import JobFactory, UserFactory
 from tests.helpers.jobs import attempts_of, broker_messages, claim, submitted
 
 
@@ -222,6 +224,41 @@ def test_a_recorded_step_runs_once_and_a_retry_gets_its_result_back(user):
     assert len(calls) == 1
     step = JobStep.objects.get(job=job, name="charge")
     assert (step.attempt, step.result) == (1, {"charge_id": "ch_1"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_steps_record_survives_its_connection_dying_after_the_effect():
+    """PostgreSQL drops the worker's connection between the effect and its record (a restart,
+    a failover): the record is written on a new connection, so a retry does not repeat it."""
+    job = submitted(UserFactory(), "diagnostics.flaky", {"fail_times": 1})
+    first = claim(job)
+    calls = []
+
+    def charge_then_lose_the_connection() -> dict[str, Any]:
+        calls.append(1)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        with psycopg.connect(tests_database_dsn(), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        return {"charge_id": "ch_1"}
+
+    assert lifecycle.job_step_once(claim=first, name="charge", effect=charge_then_lose_the_connection) == {
+        "charge_id": "ch_1"
+    }
+    lifecycle.job_fail_attempt(claim=first, failure=AttemptFailure("RetryableError", "after the charge"))
+    requeue(job)
+    second = claim(job)
+
+    assert lifecycle.job_step_once(claim=second, name="charge", effect=charge_then_lose_the_connection) == {
+        "charge_id": "ch_1"
+    }
+    assert len(calls) == 1
+
+
+def tests_database_dsn() -> str:
+    s = connection.settings_dict
+    return f"host={s['HOST'] or '127.0.0.1'} port={s['PORT'] or 5432} user={s['USER']} dbname={s['NAME']}"
 
 
 def test_a_step_with_a_long_name_still_runs_only_once(user):
