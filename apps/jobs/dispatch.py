@@ -40,10 +40,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 from redis.commands.core import Script
 
+from apps.core.db import connections_reopen_if_broken
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
 from apps.jobs import flow
@@ -351,10 +352,6 @@ class Dispatcher:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        from django.db import connections
-
-        from apps.core.db import connections_reopen_if_broken
-
         interval = settings.DISPATCH_INTERVAL_SECONDS
         last_error = ""
         try:

@@ -171,8 +171,8 @@ class PlatformCollector(Collector):
             "queue_held_jobs", "Jobs waiting in PostgreSQL for their turn in each queue's window.", labels=["queue"]
         )
         window = GaugeMetricFamily("queue_window", "Messages each queue's window lets wait in Redis.", labels=["queue"])
-        for queue in QUEUES:
-            held_count, size = r.mget(flow.held_key(queue), flow.window_key(queue))
+        figures = r.mget([k for queue in QUEUES for k in (flow.held_key(queue), flow.window_key(queue))])
+        for queue, held_count, size in zip(QUEUES, figures[::2], figures[1::2], strict=True):
             held.add_metric([queue], float(held_count or 0))
             if size is not None:
                 window.add_metric([queue], float(size))

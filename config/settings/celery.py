@@ -71,8 +71,6 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = [
     Queue(name) for name in ("high", "default", "low", "io_high", "io_default", "io_low", "dead_letter")
 ]
-# The slots of worker-io's thread pool (Procfile: --concurrency); each prefetches one message.
-WORKER_IO_CONCURRENCY = env_int("WORKER_IO_CONCURRENCY", 32, minimum=1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("WORKER_MAX_TASKS_PER_CHILD", 1000, minimum=1)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, minimum=1024)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
