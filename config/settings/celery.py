@@ -9,7 +9,7 @@ from kombu.utils.json import register_type
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.env import env_bool, env_int, env_str
+from config.env import env_bool, env_float, env_int, env_str
 from config.settings.jobs import RECONCILE_INTERVAL_SECONDS, SCHEDULE_SWEEP_SECONDS
 from config.settings.ops import DEAD_LETTER_CHECK_SECONDS, PRUNE_INTERVAL_SECONDS
 
@@ -60,10 +60,14 @@ CELERY_TASK_IGNORE_RESULT = True
 # No task-sent events: they double the cost of every publish (a batch of 1,000 spent half its
 # time on them). Flower still sees every task from the worker's received/started/succeeded.
 CELERY_TASK_SEND_SENT_EVENT = False
-# Task events feed Flower's task views. They cost the worker's main process a publish per
-# loop (bench/run measures it); WORKER_TASK_EVENTS=0 turns them off, and a running Flower
-# turns them on again in every worker (its enable_events, every 5 s).
+# Task events feed Flower's task views. They cost the worker's main process a publish every
+# 0.1 s (workers.consumer; bench/run measures them); WORKER_TASK_EVENTS=0 turns them off, and a
+# running Flower turns them on again in every worker (its enable_events, every 5 s).
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("WORKER_TASK_EVENTS", True)
+# The consumer that sends those events in one message every WORKER_EVENTS_FLUSH_SECONDS, not
+# one per turn of the main process's loop.
+CELERY_WORKER_CONSUMER = "workers.consumer:JobConsumer"
+WORKER_EVENTS_FLUSH_SECONDS = env_float("WORKER_EVENTS_FLUSH_SECONDS", 0.1, minimum=0.0)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared so every process (Flower's queue view included) knows them all, the dead_letter
 # mirror too, even before a worker says what it consumes. The io_ queues carry the I/O-bound
