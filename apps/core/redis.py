@@ -160,6 +160,14 @@ def reset_redis_client() -> None:
 # --- write-behind, in worker processes --------------------------------------------------
 
 _GATHER_SECONDS = 0.002  # after the first write, wait this long for the job's others to join
+# Counters (metrics, drain counts) are summed in the process and sent at most this often:
+# a job's dozen increments become a share of one HINCRBY per field and flush. Doorbells and
+# other writes still leave within _GATHER_SECONDS.
+SUM_SECONDS = 0.05
+
+# One addition to a counter: (key, hash field or None for the key itself, amount).
+Addition = tuple[str, str | None, int | float]
+_WAKE: list[Callable[[Pipeline], object]] = []  # wakes the thread to look at the sums' time
 
 
 class _WriteBehind:
@@ -167,18 +175,49 @@ class _WriteBehind:
         self.pid = os.getpid()
         # A list of writes per job start or finish; None asks the thread to send what it has and end.
         self.queue: queue.SimpleQueue[list[Callable[[Pipeline], object]] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.sums: dict[tuple[str, str | None], int | float] = {}
+        self.expiries: dict[str, int] = {}
+        self.sums_due: float | None = None
         self.thread = threading.Thread(target=self._run, name="redis-write-behind", daemon=True)
         self.thread.start()
 
+    def add(self, additions: list[Addition], expire_seconds: int | None) -> None:
+        with self.lock:
+            wake = self.sums_due is None
+            if wake:
+                self.sums_due = time.monotonic() + SUM_SECONDS
+            for name, field, amount in additions:
+                self.sums[(name, field)] = self.sums.get((name, field), 0) + amount
+                if field is None and expire_seconds:
+                    self.expiries[name] = expire_seconds
+        if wake:
+            self.queue.put(_WAKE)
+
+    def _take_sums(self, force: bool) -> list[Callable[[Pipeline], object]]:
+        with self.lock:
+            if self.sums_due is None or not (force or time.monotonic() >= self.sums_due):
+                return []
+            sums, expiries = self.sums, self.expiries
+            self.sums, self.expiries, self.sums_due = {}, {}, None
+        return [lambda pipe: _add_commands(pipe, sums, expiries)]
+
     def _run(self) -> None:
         while True:
-            batches = [self.queue.get()]
-            time.sleep(_GATHER_SECONDS)
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    batches.append(self.queue.get_nowait())
+            due = self.sums_due
+            try:
+                first = self.queue.get(timeout=None if due is None else max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                batches = []
+            else:
+                batches = [first]
+                time.sleep(_GATHER_SECONDS)
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        batches.append(self.queue.get_nowait())
             stop = None in batches
             commands = [command for batch in batches if batch is not None for command in batch]
+            commands += self._take_sums(force=stop)
             if commands:
                 try:
                     _send(commands)
@@ -190,6 +229,18 @@ class _WriteBehind:
     def stop(self, timeout: float) -> None:
         self.queue.put(None)
         self.thread.join(timeout)
+
+
+def _add_commands(pipe: Pipeline, sums: dict[tuple[str, str | None], int | float], expiries: dict[str, int]) -> None:
+    for (name, field), amount in sums.items():
+        if field is None:
+            pipe.incrbyfloat(name, amount) if isinstance(amount, float) else pipe.incrby(name, amount)
+            if name in expiries:
+                pipe.expire(name, expiries[name])
+        elif isinstance(amount, float):
+            pipe.hincrbyfloat(name, field, amount)
+        else:
+            pipe.hincrby(name, field, amount)
 
 
 _behind: _WriteBehind | None = None
@@ -210,9 +261,14 @@ def write_behind_stop(timeout: float = 2.0) -> None:
         behind.stop(timeout)
 
 
-def _dispatch(commands: list[Callable[[Pipeline], object]]) -> None:
+def _behind_here() -> _WriteBehind | None:
     behind = _behind
-    if behind is not None and behind.pid == os.getpid():
+    return behind if behind is not None and behind.pid == os.getpid() else None
+
+
+def _dispatch(commands: list[Callable[[Pipeline], object]]) -> None:
+    behind = _behind_here()
+    if behind is not None:
         behind.queue.put(commands)
     else:
         _send(commands)
@@ -227,6 +283,22 @@ def write(command: Callable[[Pipeline], object]) -> None:
         pending.append(command)
         return
     _dispatch([command])
+
+
+def add(additions: list[Addition], *, expire_seconds: int | None = None) -> None:
+    """Add to counters, fire and forget: hash fields (HINCRBY, HINCRBYFLOAT for a float) or,
+    where the field is None, keys (INCRBY, then EXPIRE when `expire_seconds` is given). In a
+    process that writes behind they are summed and sent every SUM_SECONDS; elsewhere they
+    are one write (`write`)."""
+    behind = _behind_here()
+    if behind is not None:
+        behind.add(additions, expire_seconds)
+        return
+    sums: dict[tuple[str, str | None], int | float] = {}
+    for name, field, amount in additions:
+        sums[(name, field)] = sums.get((name, field), 0) + amount
+    expiries = {name: expire_seconds for name, field, _ in additions if field is None and expire_seconds}
+    write(lambda pipe: _add_commands(pipe, sums, expiries))
 
 
 @contextmanager

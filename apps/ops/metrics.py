@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from redis.client import Pipeline
 
 from apps.core import redis as platform_redis
 from apps.core.redis import key, redis_client
@@ -29,37 +28,28 @@ QUEUES = (*PRIORITIES, *IO_QUEUES)
 
 
 def count_job_event(event: str, kind: str, n: int = 1) -> None:
-    platform_redis.write(lambda pipe: pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n))
+    platform_redis.add([(f"{PREFIX}jobs:{event}", kind, n)])
 
 
 def count_job_events(event: str, kinds: Iterable[str]) -> None:
-    totals: dict[str, int] = {}
-    for kind in kinds:
-        totals[kind] = totals.get(kind, 0) + 1
-
-    def command(pipe: Pipeline) -> None:
-        for kind, n in totals.items():
-            pipe.hincrby(f"{PREFIX}jobs:{event}", kind, n)
-
-    platform_redis.write(command)
+    platform_redis.add([(f"{PREFIX}jobs:{event}", kind, 1) for kind in kinds])
 
 
 def count_workflow_finished(status: str) -> None:
-    platform_redis.write(lambda pipe: pipe.hincrby(f"{PREFIX}workflows:finished", status, 1))
+    platform_redis.add([(f"{PREFIX}workflows:finished", status, 1)])
 
 
 def record_job_start(*, kind: str, queue: str, wait_seconds: float, now: float | None = None) -> None:
     """What a claim records in Redis: the queue's drain counter (admission control's
     Retry-After), the started count and the wait-time histogram."""
-    drain_key = flow.drain_key(queue, now)
-
-    def command(pipe: Pipeline) -> None:
-        pipe.incr(drain_key)
-        pipe.expire(drain_key, flow.DRAIN_WINDOW_SECONDS * 2)
-        pipe.hincrby(f"{PREFIX}jobs:started", kind, 1)
-        _observe(pipe, "job_wait", kind, wait_seconds)
-
-    platform_redis.write(command)
+    platform_redis.add(
+        [
+            (flow.drain_key(queue, now), None, 1),
+            (f"{PREFIX}jobs:started", kind, 1),
+            *_observation("job_wait", kind, wait_seconds),
+        ],
+        expire_seconds=flow.DRAIN_WINDOW_SECONDS * 2,
+    )
 
 
 def _bucket_field(seconds: float) -> str:
@@ -71,17 +61,19 @@ def _bucket_field(seconds: float) -> str:
     return "le:+Inf"
 
 
-def _observe(pipe: Pipeline, histogram: str, labels: str, seconds: float) -> None:
+def _observation(histogram: str, labels: str, seconds: float) -> list[platform_redis.Addition]:
     key = f"{PREFIX}h:{histogram}"
-    pipe.hincrby(key, f"{labels}|{_bucket_field(seconds)}", 1)
-    pipe.hincrbyfloat(key, f"{labels}|sum", seconds)
-    pipe.hincrby(key, f"{labels}|count", 1)
+    return [
+        (key, f"{labels}|{_bucket_field(seconds)}", 1),
+        (key, f"{labels}|sum", float(seconds)),
+        (key, f"{labels}|count", 1),
+    ]
 
 
 def observe(histogram: str, labels: str, seconds: float) -> None:
     """Add one observation; a hash per histogram holds per-bucket counts, sum and count for
     each label set (label values joined with '|')."""
-    platform_redis.write(lambda pipe: _observe(pipe, histogram, labels, seconds))
+    platform_redis.add(_observation(histogram, labels, seconds))
 
 
 # The methods counted by name; any other (a client may send any token as its method) counts
@@ -105,7 +97,7 @@ def count_request(method: str, route: str, status: int, seconds: float) -> None:
     labels = LABEL_SEPARATOR.join(
         label_value(v) for v in (method if method in HTTP_METHODS else OTHER_METHOD, route, str(status))
     )
-    platform_redis.write(lambda pipe: _observe(pipe, "http_request", labels, seconds))
+    platform_redis.add(_observation("http_request", labels, seconds))
 
 
 def _histogram(name: str, doc: str, label_names: list[str], raw: dict[bytes, bytes]) -> HistogramMetricFamily:

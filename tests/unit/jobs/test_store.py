@@ -141,6 +141,49 @@ def test_writes_behind_all_arrive_and_stopping_sends_what_still_waits():
     assert int(client.get(key)) == 101
 
 
+def test_counters_written_behind_are_summed_exactly_and_sent_in_few_commands_without_a_stop():
+    """A pool process adds to its counters (metrics, drain counts) in its own memory and
+    sends the sums every SUM_SECONDS: every addition arrives, exactly, with the key's expiry,
+    and 300 jobs' worth cost a few commands, not 900."""
+    from apps.core import redis as platform_redis
+    from tests.processes import wait_for
+
+    counts, drained = "tests:sums", "tests:sums:drained"
+    client = platform_redis.redis_client()
+    client.delete(counts, drained)
+
+    def calls() -> int:
+        stats = client.info("commandstats")
+        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("hincrby", "hincrbyfloat", "incrby"))
+
+    before = calls()
+    platform_redis.write_behind_start()
+    try:
+        for _ in range(300):
+            with platform_redis.batched_writes():
+                platform_redis.add([(counts, "jobs", 1), (counts, "seconds", 0.25)])
+                platform_redis.add([(drained, None, 1)], expire_seconds=30)
+        # Sent by the thread on its own, with no stop to push them out.
+        wait_for(lambda: client.hget(counts, "jobs") == b"300", timeout=5, what="the summed counter")
+    finally:
+        platform_redis.write_behind_stop()
+    assert float(client.hget(counts, "seconds")) == 75.0
+    assert int(client.get(drained)) == 300
+    assert 0 < client.ttl(drained) <= 30
+    assert calls() - before < 30
+
+
+def test_counters_outside_a_worker_go_at_once_in_one_round_trip():
+    """The web process adds a request's histogram (three fields) in one pipeline, at once."""
+    from apps.core import redis as platform_redis
+
+    key = "tests:sums:web"
+    client = platform_redis.redis_client()
+    client.delete(key)
+    platform_redis.add([(key, "a|count", 1), (key, "a|sum", 0.5), (key, "a|count", 1)])
+    assert client.hgetall(key) == {b"a|count": b"2", b"a|sum": b"0.5"}
+
+
 def test_the_workers_broker_channel_keeps_one_redis_client_per_connection_pool(redis_server):
     """kombu would build a new client for every acknowledgement and every event published."""
     from kombu import Connection
