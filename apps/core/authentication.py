@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
@@ -37,6 +37,41 @@ def _lookup() -> tuple[str, list[str], list[str]]:
         f"WHERE t.{q(Token._meta.pk.column)} = %s"
     )
     return sql, token_fields, user_fields
+
+
+def _fetch(sql: str, key: str) -> tuple[Any, ...] | None:
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [key])
+        return cursor.fetchone()
+
+
+def _token_row(sql: str, key: str) -> tuple[Any, ...] | None:
+    """The token's row, by the request's first query, which doubles as the connection's health
+    check.
+
+    With CONN_HEALTH_CHECKS, Django sends `SELECT 1` on a reused connection before a request's
+    first query, so that one the server dropped (a restart, a failover) is replaced instead of
+    failing the request: a round trip of its own on every API request, with PostgreSQL's and
+    this process's share of it. Here the lookup itself is the check: it runs unchecked, and
+    when it fails Django's own test (is_usable) decides; a dead connection is closed and the
+    lookup runs once more on a new one, as Django would have done, and any other error is
+    raised as it was."""
+    unchecked = (
+        connection.connection is not None
+        and connection.health_check_enabled
+        and not connection.health_check_done
+        and not connection.in_atomic_block
+    )
+    if not unchecked:
+        return _fetch(sql, key)
+    connection.health_check_done = True
+    try:
+        return _fetch(sql, key)
+    except DatabaseError:
+        if connection.is_usable():
+            raise
+    connection.close()
+    return _fetch(sql, key)
 
 
 # The schemes an API token may be sent under. `Token` is DRF's; `Bearer` (RFC 6750) is what
@@ -67,9 +102,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
     def authenticate_credentials(self, key: str) -> tuple[AbstractBaseUser, Token]:
         sql, token_fields, user_fields = _lookup()
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, [key])
-            row = cursor.fetchone()
+        row = _token_row(sql, key)
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         split = len(token_fields)
