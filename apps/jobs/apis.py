@@ -174,15 +174,18 @@ class JobListCreateApi(APIView):
             )
             job, code, deduplicated = submission.job, submission.status_code, submission.deduplicated
             headers["Idempotent-Replayed"] = "true" if submission.replayed else "false"
-        headers["Location"] = request.build_absolute_uri(reverse("job-detail", args=[job.id]))
         if deduplicated:
             # The job that holds the kind's unique key, answered as GET /api/v1/jobs/{id} shows it.
+            headers["Location"] = request.build_absolute_uri(reverse("job-detail", args=[job.id]))
             headers[lifecycle.DEDUPLICATED_HEADER] = "true"
             job = selectors.job_get(owner=request.user, job_id=job.id, max_json_chars=JOB_FIELD_MAX_CHARS)
             return Response(JobDetailOutput(job, context={"request": request}).data, status=code, headers=headers)
         if job.kind in registry and registry.get(job.kind).unique_by:
             headers[lifecycle.DEDUPLICATED_HEADER] = "false"
-        return Response(JobOutput(job, context={"request": request}).data, status=code, headers=headers)
+        data = JobOutput(job, context={"request": request}).data
+        # The job's own link is its Location: the URL already resolved for the body.
+        headers["Location"] = data["links"]["self"]
+        return Response(data, status=code, headers=headers)
 
 
 def _batch_errors(errors: Any) -> Any:
