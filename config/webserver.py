@@ -150,7 +150,17 @@ class BufferingThreadWorker(ThreadWorker):
         from django.conf import settings
 
         self.max_body = max(settings.API_MAX_BODY_BYTES, settings.UPLOAD_MAX_BYTES) + 64 * 1024
-        super().run()
+        # Each request's metrics (apps.ops.metrics) are summed in this process and sent by a
+        # background thread every few tens of milliseconds, as a worker's pool process does:
+        # no request waits for a Redis round trip of its own to count itself. What waits is
+        # sent when the worker stops.
+        from apps.core import redis as platform_redis
+
+        platform_redis.write_behind_start()
+        try:
+            super().run()
+        finally:
+            platform_redis.write_behind_stop()
 
     def accept(self, listener: socket.socket) -> None:
         if self.cfg.is_ssl:

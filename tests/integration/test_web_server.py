@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,21 +22,30 @@ pytestmark = pytest.mark.integration
 HEADER_TIMEOUT = 2
 
 
-@pytest.fixture
-def web(platform) -> Iterator[int]:
+def start_web(platform, name: str) -> tuple[CeleryProcess, int]:
     port = free_port()
     env = platform.env(WEB_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT), WEB_BODY_TIMEOUT_SECONDS=str(HEADER_TIMEOUT))
-    process = CeleryProcess(procfile_argv("web", PORT=str(port)), env, "web-slow-clients")
+    process = CeleryProcess(procfile_argv("web", PORT=str(port)), env, name)
+
+    def ready() -> bool:
+        if process.proc.poll() is not None:
+            raise AssertionError(f"web exited with {process.proc.returncode}:\n{process.log()[-3000:]}")
+        with contextlib.suppress(OSError):
+            return request(port, "GET", "/healthz")[0] == 200
+        return False
+
     try:
-
-        def ready() -> bool:
-            if process.proc.poll() is not None:
-                raise AssertionError(f"web exited with {process.proc.returncode}:\n{process.log()[-3000:]}")
-            with contextlib.suppress(OSError):
-                return request(port, "GET", "/healthz")[0] == 200
-            return False
-
         wait_for(ready, timeout=60, interval=0.2, what="the web process to answer /healthz")
+    except BaseException:
+        process.stop()
+        raise
+    return process, port
+
+
+@pytest.fixture
+def web(platform) -> Iterator[int]:
+    process, port = start_web(platform, "web-slow-clients")
+    try:
         yield port
     finally:
         process.stop()
@@ -145,3 +155,36 @@ def test_a_kept_alive_connection_serves_request_after_request(web):
             assert response.status == 200
     finally:
         conn.close()
+
+
+def test_every_request_is_counted_in_metrics_and_none_is_lost_when_the_web_process_stops(platform, token):
+    """The web process sums its requests' metrics and sends them from a background thread
+    (apps.core.redis.add), so no request waits on a Redis round trip to count itself: every
+    request is counted, without a stop to push the sums out, and what still waits when the
+    process stops is sent then."""
+    import redis
+
+    client = redis.Redis.from_url(platform.redis.url)
+    key = "jobplatform:m:h:http_request"
+
+    def counted() -> int:
+        return sum(int(v) for f, v in client.hgetall(key).items() if f.endswith(b"|count"))
+
+    process, port = start_web(platform, "web-metrics")
+    try:
+        time.sleep(0.5)  # the readiness checks' own counts have left
+        before_count = counted()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(60):
+            conn.request("GET", "/api/v1/jobs", headers={"Authorization": f"Token {token}"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        wait_for(lambda: counted() - before_count == 60, timeout=10, what="60 requests counted")
+        for _ in range(5):
+            conn.request("GET", "/api/v1/jobs", headers={"Authorization": f"Token {token}"})
+            conn.getresponse().read()
+        conn.close()
+    finally:
+        process.stop()
+    assert counted() - before_count == 65
