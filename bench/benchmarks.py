@@ -3,6 +3,7 @@ measures, and adds its rows and notes to the report; none asserts anything."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -582,6 +584,16 @@ def _fill(stack: Stack, table: str, known: dict[str, str]) -> tuple[list[str], l
     return columns, values, guessed
 
 
+def _loose_indexes(stack: Stack, table: str) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of each index of `table` that no constraint owns."""
+    return stack.sql(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %s::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
+        [table],
+    )
+
+
 def _seed(stack: Stack, rows: int) -> tuple[float, str]:
     bench = stack.sql("SELECT id FROM auth_user WHERE username = 'bench'")[0][0]
     others = [
@@ -594,23 +606,67 @@ def _seed(stack: Stack, rows: int) -> tuple[float, str]:
     ]
     t0 = time.perf_counter()
     columns, values, guessed = _fill(stack, "jobs_job", _JOB_COLUMNS)
-    stack.sql("SET synchronous_commit = off")
-    stack.sql(
-        f"INSERT INTO jobs_job ({', '.join(columns)}) SELECT {', '.join(values)} FROM ({_JOB_ROWS}) AS seeded",
-        {"rows": rows, "bench": bench, "others": others},
-    )
-    columns, values, guessed_attempts = _fill(stack, "jobs_jobattempt", _ATTEMPT_COLUMNS)
-    stack.sql(
-        f"INSERT INTO jobs_jobattempt ({', '.join(columns)}) SELECT {', '.join(values)} FROM jobs_job "
-        "WHERE worker = 'seed@bench' AND started_at IS NOT NULL"
-    )
-    stack.sql("SET synchronous_commit = on")
+    attempt_columns, attempt_values, guessed_attempts = _fill(stack, "jobs_jobattempt", _ATTEMPT_COLUMNS)
+    # A bulk load, the way PostgreSQL loads fastest, to the same rows and indexes: each index
+    # no constraint owns is dropped and built again from its own definition once the rows are
+    # in (one sort each, not a random insert per row into each of 15: 1M rows took 148 s the
+    # old way, 34 s this way, on the same busy machine); no foreign-key check per row (owners
+    # and jobs that exist, by construction); attempts inserted in their unique index's order.
+    # One transaction, so no reader sees the table without its indexes. Beat is stopped
+    # meanwhile (left running, its sweeps waited minutes on the lock and it lost the control
+    # loop's lead mid-sweep) and a fresh one starts once the rows are in; either way the loop
+    # stalls for the load's length, and its stall alert says so once in beat's log.
+    indexes = _loose_indexes(stack, "jobs_job") + _loose_indexes(stack, "jobs_jobattempt")
+    beats = [p for p in stack.processes if p.name.startswith("beat")]
+    for process in beats:
+        stack.stop(process)
+    stack.sql("BEGIN")
+    try:
+        stack.sql("SET LOCAL synchronous_commit = off")
+        stack.sql("SET LOCAL session_replication_role = replica")
+        stack.sql("SET LOCAL maintenance_work_mem = '1GB'")
+        stack.sql("SET LOCAL work_mem = '1GB'")
+        for name, _ in indexes:
+            stack.sql(f'DROP INDEX "{name}"')
+        stack.sql(
+            f"INSERT INTO jobs_job ({', '.join(columns)}) SELECT {', '.join(values)} FROM ({_JOB_ROWS}) AS seeded",
+            {"rows": rows, "bench": bench, "others": others},
+        )
+        stack.sql(
+            f"INSERT INTO jobs_jobattempt ({', '.join(attempt_columns)}) SELECT {', '.join(attempt_values)} "
+            "FROM jobs_job WHERE worker = 'seed@bench' AND started_at IS NOT NULL ORDER BY id"
+        )
+        for _, create in indexes:
+            stack.sql(create)
+        stack.sql("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error that got us here is the one to see
+            stack.sql("ROLLBACK")
+        raise
+    finally:
+        if beats:
+            stack.spawn(f"beat-{int(time.time())}", stack.procfile["beat"])
     stack.sql("VACUUM (ANALYZE) jobs_job")
     stack.sql("VACUUM (ANALYZE) jobs_jobattempt")
     stack.sql("ANALYZE auth_user")
     seconds = time.perf_counter() - t0
     filled = guessed + [f"jobs_jobattempt.{c}" for c in guessed_attempts]
     return seconds, (f" Columns filled with a neutral value: {', '.join(filled)}." if filled else "")
+
+
+def _web_cpu(stack: Stack) -> float:
+    """CPU seconds the stack's web (gunicorn's process group, with its reaped workers) has
+    used so far: what a request costs the server, however busy the machine is."""
+    groups = {p.pgid for p in stack.processes if p.name == "web"}
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if fields and int(fields[2]) in groups:
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _timed(client: Client, path: str, samples: int) -> tuple[list[float], Any]:
@@ -640,6 +696,12 @@ def _plan(stack: Stack, bench_user: int) -> tuple[str, float]:
     return f"{plan['Execution Time']:.2f} ms in PostgreSQL ({how})", float(plan["Execution Time"])
 
 
+def scale_goal_ms(rows: int) -> float:
+    """The p50 goal of the list, its next page and the poll: 20 ms up to 10 million jobs, 25 ms
+    from there (issue 18's goal for 10 million)."""
+    return 25.0 if rows >= 10_000_000 else 20.0
+
+
 def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
     stack.stop_worker()  # nothing drains while we read; beat's sweeps run as usual
     rows = sizes.scale_rows
@@ -650,14 +712,19 @@ def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
     mine = stack.sql("SELECT count(*) FROM jobs_job WHERE owner_id = %s", [bench_user])[0][0]
     client = stack.client()
     n = sizes.scale_samples
+    goal = scale_goal_ms(rows)
 
     first = "/api/v1/jobs?status=succeeded&kind=diagnostics.noop"
+    load_average = os.getloadavg()[0]
+    web_cpu = [_web_cpu(stack)]
     list_ms, page = _timed(client, first, n)
+    web_cpu.append(_web_cpu(stack))
     nxt = json.loads(page).get("next")
     if not nxt:
         raise BenchError("the filtered list has no next page")
     parts = urlsplit(nxt)
     next_ms, _ = _timed(client, f"{parts.path}?{parts.query}", n)
+    web_cpu.append(_web_cpu(stack))
     ids = [
         str(r[0])
         for r in stack.sql(
@@ -672,6 +739,10 @@ def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
         poll_ms.append((time.perf_counter() - t0) * 1000)
         if status != 200:
             raise BenchError(f"GET /api/v1/jobs/{{id}} answered {status}")
+    web_cpu.append(_web_cpu(stack))
+    # Per request, the warm-up included (as many requests as figures plus one).
+    reads = (list_ms, next_ms, poll_ms)
+    cpu_ms = [(b - a) * 1000 / (len(ms) + 1) for a, b, ms in zip(web_cpu[:-1], web_cpu[1:], reads, strict=True)]
     metrics_ms, _ = _timed(client, "/metrics", max(5, n // 5))
 
     for label, ms in (
@@ -680,7 +751,7 @@ def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
         ("GET /api/v1/jobs/{id} (a poll)", poll_ms),
     ):
         p50 = percentile(ms, 50)
-        report.add(5, label, f"p50 {fmt_ms(p50)}, p99 {fmt_ms(percentile(ms, 99))}", "p50 < 20 ms", p50 < 20)
+        report.add(5, label, f"p50 {fmt_ms(p50)}, p99 {fmt_ms(percentile(ms, 99))}", f"p50 < {goal:g} ms", p50 < goal)
 
     env = {**stack.env, "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONPATH": str(ROOT)}
     out = stack.python("bench.sweep_timer", str(sizes.sweep_repeats), env=env, timeout=1800)
@@ -707,7 +778,7 @@ def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
     )
     plan, query_ms = _plan(stack, bench_user)
     list_p50 = percentile(list_ms, 50)
-    if list_p50 >= 20:
+    if list_p50 >= goal:
         report.note(
             5,
             f"Why the list misses its goal: its query takes {query_ms:.2f} ms in PostgreSQL (the plan below), so "
@@ -717,6 +788,9 @@ def scale(stack: Stack, report: Report, sizes: Sizes) -> None:
     report.note(
         5,
         f"One client, requests one after the other, {n} of each (poll: {len(poll_ms)} random jobs of the client's). "
+        f"The web processes' CPU per request (from /proc, whatever else ran): first page {cpu_ms[0]:.1f} ms, next "
+        f"page {cpu_ms[1]:.1f} ms, poll {cpu_ms[2]:.1f} ms; the machine's load average as the reads began: "
+        f"{load_average:.1f} on {os.cpu_count()} cores. "
         f"The first page's query itself: {plan}. The sweeps ran {sizes.sweep_repeats} times "
         f"(prune up to 3) in a Django process against the same database, while beat kept running its own every "
         f"{stack.env.get('RECONCILE_INTERVAL_SECONDS', '1')} s; the reconciler's steps at p50: {steps}; its last "
