@@ -14,9 +14,10 @@ import sys
 import time
 from datetime import timedelta
 
-from bench.benchmarks import Sizes, _fill, _seed
+from bench.benchmarks import Sizes
 from bench.client import percentile
 from bench.report import Report, fmt_ms
+from bench.scale import _fill, _seed
 from bench.stack import ROOT, Stack, log
 
 NUMBER = 7

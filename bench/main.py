@@ -13,7 +13,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admin_dashboard, benchmarks, chaos_figures, fairness, schedules, webhooks_io, workflows
+from bench import (
+    admin_dashboard,
+    benchmarks,
+    chaos_figures,
+    fairness,
+    recovery,
+    scale,
+    schedules,
+    submit,
+    webhooks_io,
+    workflows,
+)
 from bench.machine import describe
 from bench.report import TITLES, Report
 from bench.stack import ROOT, BenchError, Stack
@@ -24,14 +35,14 @@ from bench.stack import ROOT, BenchError, Stack
 BENCHMARKS: dict[str, tuple[int, Callable]] = {
     "latency": (4, benchmarks.latency),
     "drain": (1, benchmarks.drain),
-    "recovery": (6, benchmarks.recovery),
-    "api": (2, benchmarks.api),
-    "batch": (3, benchmarks.batch),
+    "recovery": (6, recovery.recovery),
+    "api": (2, submit.api),
+    "batch": (3, submit.batch),
     "workflows": (workflows.NUMBER, workflows.workflows),  # before scale: its seed holds jobs that never end
     "schedules": (schedules.NUMBER, schedules.schedules),  # before scale too: it waits for an idle platform
     "fairness": (fairness.NUMBER, fairness.fairness),  # before scale too: it drains whole backlogs
     "webhooks": (webhooks_io.NUMBER, webhooks_io.webhooks),  # before scale too: it waits for its deliveries
-    "scale": (5, benchmarks.scale),
+    "scale": (5, scale.scale),
     "dashboard": (admin_dashboard.NUMBER, admin_dashboard.dashboard),  # reuses scale's million jobs
 }
 
