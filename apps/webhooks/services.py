@@ -28,7 +28,7 @@ from apps.core.urlsafety import UnsafeURL, check_outbound_url
 from apps.jobs import lifecycle
 from apps.jobs.models import Job
 from apps.jobs.registry import PermanentError, RetryableError
-from apps.webhooks import outbound, signing
+from apps.webhooks import outbound, selectors, signing
 from apps.webhooks.models import WebhookSecret
 
 logger = logging.getLogger(__name__)
@@ -135,21 +135,23 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def webhook_body(*, job: Job, event: str) -> bytes:
-    """The webhook's JSON body: compact, keys sorted, so its bytes are what was signed."""
-    error = {"type": job.error_type, "message": job.error_message} if job.error_type else None
+def webhook_body(*, job: Job | dict[str, Any], event: str) -> bytes:
+    """The webhook's JSON body about `job` (a Job, or its selectors.JOB_FIELDS as a dict):
+    compact, keys sorted, so its bytes are what was signed."""
+    facts = job if isinstance(job, dict) else {name: getattr(job, name) for name in selectors.JOB_FIELDS}
+    error = {"type": facts["error_type"], "message": facts["error_message"]} if facts["error_type"] else None
     document = {
         "event": event,
         "job": {
-            "id": str(job.id),
-            "kind": job.kind,
-            "status": job.status,
-            "attempts": job.attempts,
-            "result": job.result,
+            "id": str(facts["id"]),
+            "kind": facts["kind"],
+            "status": facts["status"],
+            "attempts": facts["attempts"],
+            "result": facts["result"],
             "error": error,
-            "created_at": _iso(job.created_at),
-            "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at),
+            "created_at": _iso(facts["created_at"]),
+            "started_at": _iso(facts["started_at"]),
+            "finished_at": _iso(facts["finished_at"]),
         },
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -187,22 +189,23 @@ def webhook_deliver(
     `url`. Returns what the receiver answered (2xx); raises PermanentError when retrying
     cannot help (the URL is refused, the job is gone, the receiver answered 4xx other than
     408 and 429), RetryableError otherwise."""
-    owner_id = Job.objects.filter(id=delivery_id).values_list("owner_id", flat=True).first()
-    if owner_id is None:
+    # The client, its secret and the job in one read (see apps.webhooks.selectors).
+    facts = selectors.delivery_facts(delivery_id=delivery_id, job_id=None if subject_id is not None else job_id)
+    if facts is None:
         raise PermanentError(f"the delivery job {delivery_id} does not exist")
+    owner_id = facts.owner_id
     if subject_id is not None:
         body = _event_body(owner_id=owner_id, event=event, subject_id=subject_id)
     else:
         # A delivery speaks only of its own client's jobs, whoever created it.
-        job = Job.objects.filter(id=job_id, owner_id=owner_id).first()
-        if job is None:
+        if facts.job is None:
             raise PermanentError(f"job {job_id} does not exist (or belongs to another client)")
-        body = webhook_body(job=job, event=event)
+        body = webhook_body(job=facts.job, event=event)
     about = job_id or subject_id
     target = outbound.safe_url(url)
     addresses = _checked_addresses(url)
 
-    secret = webhook_secret_get_or_create(owner_id=owner_id).secret
+    secret = facts.secret or webhook_secret_get_or_create(owner_id=owner_id).secret
     timestamp = int(time.time())  # per attempt: a retry hours later is still inside the tolerance
     headers = {
         "Content-Type": "application/json",
