@@ -11,7 +11,11 @@ until its lease expired, with its message gone. Here:
 - a discarded message of a queued job cancels the job (lifecycle.job_revoked);
 - a terminated attempt is recorded as revoked and its job cancelled, fenced by the attempt's
   lease token as the hard time limit is (lifecycle.job_attempt_revoked);
-- a revoke without terminate of a running job changes nothing: Celery lets the task run.
+- a revoke without terminate of a running job changes nothing: Celery lets the task run;
+- on a thread pool (worker-io) nothing can be killed, and Celery's terminate would fail
+  (its thread pool has no terminate_job): a revoke with terminate of a job this worker holds
+  cancels the job instead, as the API's cancel does. A running handler sees it at its next
+  cancellation check and the attempt ends cancelled; a queued one never starts.
 
 Every message of a job carries the job's id as its task id, so a worker remembers a revoke of
 a job across its later messages too. Once the revoke has reached PostgreSQL the worker forgets
@@ -29,11 +33,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from celery.concurrency.thread import TaskPool as ThreadPool
 from celery.signals import task_revoked
+from celery.utils.functional import maybe_list
+from celery.worker import control
 from celery.worker import state as worker_state
 from django.db import close_old_connections
 
+from apps.core.errors import Conflict
 from apps.jobs import lifecycle
+from apps.jobs.models import Job
 from apps.jobs.registry import registry
 from workers.runtime import delivery_of
 
@@ -111,3 +120,60 @@ def _signal_name(signum: Any) -> str:
         return signal.Signals(int(signum)).name
     except (TypeError, ValueError):
         return str(signum)
+
+
+# Celery's own `revoke` control command, which the one below hands every other case to.
+_celery_revoke = control.Panel.data["revoke"]
+
+
+@control.control_command(variadic="task_id", signature="[id1 [id2 [... [idN]]]]")
+def revoke(state: Any, task_id: Any, terminate: bool = False, signal: Any = None, **kwargs: Any) -> Any:
+    """Celery's `revoke` (Flower's revoke and terminate, `celery control revoke`), registered
+    under the same name: on a thread pool, terminate cancels the jobs this worker holds.
+
+    Celery's terminate kills the pool process that runs the task. A thread cannot be killed,
+    and the thread pool raises NotImplementedError, so the revoke used to leave the job
+    running to its end. Here each job whose message this worker holds (running on a thread,
+    or handed to the pool and about to start) is cancelled as the API's cancel does it, and
+    Celery remembers the other ids as usual (a message of theirs that arrives later is
+    discarded, then cancelled by job_task_revoked). Every other pool goes to Celery's own
+    command unchanged."""
+    if not terminate or not isinstance(getattr(state.consumer, "pool", None), ThreadPool):
+        return _celery_revoke(state, task_id, terminate=terminate, signal=signal, **kwargs)
+    ids = {str(i) for i in maybe_list(task_id) or []}
+    cancelled = []
+    for request in [worker_state.requests.get(i) for i in sorted(ids)]:
+        if request is None or getattr(request, "name", None) not in registry or not request.args:
+            continue
+        ids.discard(request.id)
+        cancelled.append(request.id)
+        job_cancel_for_terminate(job_id=str(request.args[0]), task_id=request.id)
+    rest = _celery_revoke(state, sorted(ids), terminate=False, **kwargs) if ids else None
+    if not cancelled:
+        return rest
+    return control.ok(f"terminate on a thread pool: cancel of {', '.join(cancelled)} requested")
+
+
+def job_cancel_for_terminate(*, job_id: str, task_id: str) -> str:
+    """Cancel the job of a task revoked with terminate on a thread pool; returns its status
+    afterwards. Runs on the worker's event loop: a few statements, never raises."""
+    try:
+        close_old_connections()
+        job = lifecycle.job_cancel(job=Job.objects.only("id").get(id=job_id))
+    except Conflict:
+        status = "finished"  # it ended first: nothing to stop
+    except Job.DoesNotExist:
+        status = "missing"
+    except Exception:
+        logger.exception("job %s: terminate of task %s could not request its cancel", job_id, task_id)
+        return "unknown"
+    else:
+        status = str(job.status)
+    logger.warning(
+        "job %s: task %s revoked through Celery with terminate on a thread pool, which cannot kill it: "
+        "cancel requested; job is %s",
+        job_id,
+        task_id,
+        status,
+    )
+    return status

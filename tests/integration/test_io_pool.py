@@ -6,16 +6,21 @@ interrupted (workers.leases). Real worker processes, Redis and PostgreSQL."""
 from __future__ import annotations
 
 import os
+import signal
 import time
+from collections import Counter
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from apps.deadletters.models import DeadLetter
 from apps.jobs.lifecycle import job_cancel, job_submit
-from apps.jobs.models import Job, JobAttempt
+from apps.jobs.models import Job, JobAttempt, JobStatus
+from apps.webhooks.services import webhook_delivery_submit
+from tests.factories import JobFactory
 from tests.integration.helpers import wait_terminal
 from tests.integration.io_kinds import FLAKY_KIND, HANG_KIND, OVERRUN_KIND, WAIT_KIND
+from tests.integration.test_revoke_and_purge import revoke, task_id_running
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -77,6 +82,29 @@ def test_a_running_io_job_is_cancelled_at_its_next_check(platform, owner):
     assert history(job.id) == [(1, "cancelled", "JobCancelled")]
 
 
+def test_a_running_io_job_revoked_with_terminate_is_cancelled_at_its_next_check(platform, owner):
+    """Flower's terminate (`revoke(id, terminate=True)`) cannot kill a thread: the job is
+    cancelled as the API's cancel does it, and the worker goes on with its other slots."""
+    name = "io-terminator"
+    worker = platform.worker_io(concurrency=4, name=name, env=MODULES)
+    destination = f"{name}@{os.uname().nodename}"
+    job = job_submit(owner=owner, kind=WAIT_KIND, payload={"seconds": 60})
+    wait_for(lambda: Job.objects.filter(id=job.id, status="running").exists(), timeout=20, what="the job to run")
+    task_id = wait_for(lambda: task_id_running(destination, str(job.id)), timeout=20, what="the worker's active task")
+
+    revoke(str(task_id), destination, terminate=True)
+
+    done = wait_terminal([job.id], timeout=15)[str(job.id)]
+    assert done.status == "cancelled", f"the terminated job ended {done.status}"
+    assert (done.attempts, done.cancel_requested_at is not None) == (1, True)
+    assert history(job.id) == [(1, "cancelled", "JobCancelled")]
+    assert "cancel requested" in worker.log()
+    # The worker lost nothing: its process and its slots go on.
+    after = job_submit(owner=owner, kind=WAIT_KIND, payload={"seconds": 0})
+    assert wait_terminal([after.id], timeout=20)[str(after.id)].status == "succeeded"
+    assert worker.proc.poll() is None
+
+
 def test_io_jobs_retry_and_park_their_dead_letters(platform, owner):
     platform.worker_io(concurrency=4, env=MODULES)
     platform.beat(**MODULES)
@@ -122,3 +150,34 @@ def test_at_its_hard_limit_an_io_attempt_is_abandoned_retried_and_its_late_write
     job_now = Job.objects.get(id=job.id)
     assert (job_now.status, job_now.attempts, job_now.result) == ("succeeded", 2, {"attempt": 2})
     assert history(job.id) == [(1, "failed", "TimeLimitExceeded"), (2, "succeeded", "")]
+
+
+@pytest.mark.fault
+def test_deliveries_in_flight_when_worker_io_is_killed_run_again_once_each_and_none_is_lost(
+    platform, owner, receiver, settings
+):
+    """kill -9 of the worker-io process while its threads wait on the receiver: the reconciler
+    sees the leases expire (3 s here, as test_reliability shortens them) and every delivery runs
+    exactly once more, on the next worker-io; none is lost, none succeeds twice."""
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the receiver is on 127.0.0.1, checked at submit too
+    env = {"WEBHOOK_ALLOW_PRIVATE": "1", "JOB_LEASE_SECONDS": "3"}
+    first = platform.worker_io(concurrency=8, name="io-first", env=env)
+    platform.beat(**env)
+    receiver.delay = 30  # no answer before the kill: every POST is in flight
+    finished = JobFactory(owner=owner, status=JobStatus.SUCCEEDED, attempts=1)
+    ids = [str(webhook_delivery_submit(job_id=str(finished.id), url=receiver.url).id) for _ in range(6)]
+    wait_for(lambda: len(receiver.requests) == 6, timeout=20, what="six POSTs in flight on the first worker-io")
+
+    first.kill(signal.SIGKILL)  # the one process, and with it every thread, mid-delivery
+    first.proc.wait(timeout=10)
+    receiver.delay = 0
+    platform.worker_io(concurrency=8, name="io-second", env=env)
+
+    jobs = wait_terminal(ids, timeout=60)
+    lost = {i: j.status for i, j in jobs.items() if j.status != "succeeded"}
+    assert not lost, f"deliveries lost after the kill: {lost}"
+    for delivery_id in ids:
+        assert [o for _, o, _ in history(delivery_id)] == ["lost", "succeeded"], f"delivery {delivery_id}"
+        assert jobs[delivery_id].worker.startswith("io-second@")
+    # Each webhook was POSTed twice: the attempt the kill cut off, and exactly one more.
+    assert Counter(r.headers["Webhook-Id"] for r in receiver.requests) == dict.fromkeys(ids, 2)
