@@ -11,7 +11,10 @@ finishing job makes them) to a receiver in this process on loopback that answers
   (WORKER_QUEUES=io_high,io_default,io_low; WORKER_CONCURRENCY processes, 2 by default).
 
 Deliveries/s is N over the span from the first delivery's start to the last one's end, from
-PostgreSQL (the worker's start-up is not counted). Both sides run with WEBHOOK_ALLOW_PRIVATE=1
+PostgreSQL (the worker's start-up is not counted). The I/O side also reports worker-io's CPU
+per delivery (its one process, every thread, over the same span, from /proc): on shared cores
+a steadier figure than the rate, and the one that bounds it, since the threads share one
+interpreter. Both sides run with WEBHOOK_ALLOW_PRIVATE=1
 (the receiver is on loopback).
 """
 
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from bench.benchmarks import Sizes
 from bench.report import Report, fmt_rate
@@ -75,19 +80,24 @@ def _side(stack: Stack, receiver: _Receiver, name: str, command: str, env: dict[
     before = receiver.received
     _seed(stack, receiver.url, count)
     worker = stack.spawn(f"{name}-{int(time.time())}", command, env={**stack.env, **ALLOW, **env})
+    cpu_from = cpu_to = None
     try:
-        stack._wait(
-            lambda: (
-                stack.sql(
-                    f"SELECT count(*) FROM jobs_job WHERE {mine} AND status = ANY(%s)",
-                    [since, ["queued", "running", "retrying"]],
-                )[0][0]
-                == 0
-            ),
-            120 + count / 5,
-            f"{name}: the deliveries did not finish",
-            interval=0.5,
-        )
+        deadline = time.monotonic() + 120 + count / 5
+        while True:
+            ((started, active),) = stack.sql(
+                f"SELECT count(*) FILTER (WHERE started_at IS NOT NULL), count(*) FILTER (WHERE status = ANY(%s)) "
+                f"FROM jobs_job WHERE {mine}",
+                [["queued", "running", "retrying"], since],
+            )
+            # The worker's CPU from its first delivery on, so its start-up is not counted.
+            if cpu_from is None and started:
+                cpu_from = _cpu_seconds(worker.popen.pid)
+            if not active:
+                cpu_to = _cpu_seconds(worker.popen.pid)
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"{name}: the deliveries did not finish")
+            time.sleep(0.2)
     finally:
         stack.stop(worker)
     ((done, failed, first, last),) = stack.sql(
@@ -100,8 +110,22 @@ def _side(stack: Stack, receiver: _Receiver, name: str, command: str, env: dict[
         raise BenchError(f"{name}: {done} of {count} deliveries succeeded, {failed} did not")
     seconds = float(last) - float(first)
     rate = count / seconds
-    log(f"webhooks, {name}: {count:,} deliveries in {seconds:.1f} s, {rate:.0f}/s")
-    return {"rate": rate, "seconds": seconds, "received": receiver.received - before}
+    cpu_ms = (cpu_to - cpu_from) * 1000 / count if cpu_from is not None and cpu_to is not None else None
+    log(
+        f"webhooks, {name}: {count:,} deliveries in {seconds:.1f} s, {rate:.0f}/s, worker CPU {cpu_ms or 0:.2f} ms each"
+    )
+    return {"rate": rate, "seconds": seconds, "received": receiver.received - before, "cpu_ms": cpu_ms}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of process `pid`, every thread of it (Linux /proc; None elsewhere).
+    The Procfile's lines run exec'd (bench.stack.spawn), so `pid` is the worker's main
+    process; a prefork worker's pool processes are its children and are not counted."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def webhooks(stack: Stack, report: Report, sizes: Sizes) -> None:
@@ -125,6 +149,10 @@ def webhooks(stack: Stack, report: Report, sizes: Sizes) -> None:
         f"≥ {GOAL:.0f}/s",
         io["rate"] >= GOAL,
     )
+    if io["cpu_ms"] is not None:
+        # Less noisy than the rate on a shared machine: what one delivery costs worker-io's
+        # one process, whose threads share one interpreter (GIL).
+        report.add(NUMBER, "I/O pool: worker-io's CPU per delivery", f"{io['cpu_ms']:.2f} ms")
     report.add(
         NUMBER,
         f"prefork pool (worker, {stack.worker_concurrency} processes): the same",
