@@ -11,6 +11,7 @@ from apps.jobs.serializers.inputs import (
     StatusListField,
     StrictInput,
 )
+from apps.jobs.serializers.kinds import KindListOutput, KindOutput, KindRetryOutput, KindUniqueOutput
 from apps.jobs.serializers.outputs import (
     JOB_FIELD_MAX_CHARS,
     LARGE_FIELDS,
@@ -21,10 +22,6 @@ from apps.jobs.serializers.outputs import (
     JobListItemOutput,
     JobOutput,
     JobPageOutput,
-    KindListOutput,
-    KindOutput,
-    KindRetryOutput,
-    KindUniqueOutput,
     LinksOutput,
     ProgressOutput,
     list_include,
