@@ -41,7 +41,50 @@ class UploadCreateApi(APIView):
         data = UploadInput(data=request.data)
         data.is_valid(raise_exception=True)
         upload = services.upload_create(owner=request.user, file=data.validated_data["file"])
-        return Response(UploadOutput(upload).data, status=status.HTTP_201_CREATED)
+        output = UploadOutput(upload, context={"request": request}).data
+        return Response(output, status=status.HTTP_201_CREATED, headers={"Location": output["links"]["self"]})
+
+
+class UploadDetailApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={200: UploadOutput, **{code: ErrorResponse for code in (401, 404, 429)}},
+        operation_id="uploads_retrieve",
+        description="One of the client's uploads: its size, SHA-256, media type and links. Anyone else's is 404.",
+    )
+    def get(self, request: Request, upload_id: str) -> Response:
+        upload = selectors.upload_get(owner=request.user, upload_id=upload_id)
+        return Response(UploadOutput(upload, context={"request": request}).data)
+
+
+class UploadContentApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The upload's bytes."),
+            **{code: ErrorResponse for code in (401, 404, 429)},
+        },
+        operation_id="uploads_content_retrieve",
+        description="The bytes of one of the client's uploads, as an attachment. Anyone else's is 404.",
+    )
+    def get(self, request: Request, upload_id: str) -> Any:
+        upload = selectors.upload_get(owner=request.user, upload_id=upload_id)
+        try:
+            handle = upload.file.open("rb")
+        except (FileNotFoundError, OSError):
+            raise NotFound("The upload's bytes are gone.", code="upload_not_found") from None
+        extension = mimetypes.guess_extension(upload.content_type) or ""
+        # An attachment under the declared media type, never rendered inline: the client
+        # chose the type, and an upload is not a page of this site.
+        return FileResponse(
+            handle, as_attachment=True, filename=f"upload-{upload.id}{extension}", content_type=upload.content_type
+        )
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # The answer is the file whatever Accept says; errors still leave as JSON.
+        return super().perform_content_negotiation(request, force=True)
 
 
 class JobFileApi(APIView):

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 
 from apps.core.errors import NotFound
 from apps.files.models import Upload
+from apps.jobs.selectors import result_file_names
 
 
 def upload_get(*, owner: AbstractBaseUser | Any, upload_id: object) -> Upload:
@@ -35,17 +36,5 @@ def job_file_path(job_id: object, name: str) -> str:
 
 
 def job_file_names(result: Any) -> set[str]:
-    """The file names a job's result offers: every `file` string in it, at any depth (a kind
-    lists the files it made as entries carrying a `file` name)."""
-    names: set[str] = set()
-    stack = [result]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            value = item.get("file")
-            if isinstance(value, str):
-                names.add(value)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return names
+    """The file names a job's result offers (apps.jobs.selectors.result_file_names)."""
+    return set(result_file_names(result))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -95,3 +96,20 @@ def job_get(*, owner: AbstractBaseUser, job_id: object, max_json_chars: int | No
         return qs.get(id=job_id, owner=owner)
     except (Job.DoesNotExist, ValueError):
         raise NotFound("No such job.", code="job_not_found") from None
+
+
+def result_file_names(result: Any) -> list[str]:
+    """The file names a job's result offers, sorted: every `file` string in it, at any depth
+    (a kind lists the files it made as entries carrying a `file` name; docs/kinds.md)."""
+    names: set[str] = set()
+    stack = [result]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            value = item.get("file")
+            if isinstance(value, str):
+                names.add(value)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(names)

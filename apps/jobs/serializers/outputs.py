@@ -14,6 +14,7 @@ from rest_framework.settings import api_settings
 
 from apps.core.errors import InvalidInput
 from apps.jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobStatus
+from apps.jobs.selectors import result_file_names
 
 
 class ProgressOutput(serializers.Serializer):
@@ -29,6 +30,11 @@ class ErrorOutput(serializers.Serializer):
 class JobWorkflowOutput(serializers.Serializer):
     id = serializers.UUIDField()
     ref = serializers.CharField()
+
+
+class JobFileOutput(serializers.Serializer):
+    name = serializers.CharField(help_text="A `file` name the job's result lists.")
+    url = serializers.URLField(help_text="Where its owner downloads it (GET /api/v1/jobs/{id}/files/{name}).")
 
 
 class LinksOutput(serializers.Serializer):
@@ -266,19 +272,34 @@ class AttemptOutput(serializers.ModelSerializer):
 
 
 class JobDetailOutput(JobOutput):
-    """One job, with the history of its attempts (when, which worker, how long, the error)."""
+    """One job, with the files its result lists and the history of its attempts (when, which
+    worker, how long, the error)."""
 
+    files = serializers.SerializerMethodField()
     history = AttemptOutput(source="attempt_history", many=True, read_only=True)
     truncated = serializers.ListField(child=serializers.CharField(), required=False, help_text=_TRUNCATED_HELP)
 
     class Meta(JobOutput.Meta):
-        fields = [*JobOutput.Meta.fields, "truncated", "history"]
+        fields = [*JobOutput.Meta.fields, "files", "truncated", "history"]
         read_only_fields = [f for f in fields if f != "truncated"]
 
     def to_representation(self, job: Job) -> dict[str, Any]:
         data = super().to_representation(job)
+        data["files"] = self.get_files(job)
         data["history"] = AttemptOutput(job.attempt_history, many=True, context=self.context).data
         return _with_running_attempt(job, data)
+
+    @extend_schema_field(JobFileOutput(many=True))
+    def get_files(self, job: Job) -> list[dict[str, str]]:
+        # A job read with its result bounded (selectors.job_get's max_json_chars) has the
+        # bounded text instead; one too large to show lists no files either.
+        result = job.result_bounded if hasattr(job, "result_over") else job.result
+        request = self.context.get("request")
+        files = []
+        for name in result_file_names(result):
+            path = reverse("job-file", args=[job.id, name])
+            files.append({"name": name, "url": request.build_absolute_uri(path) if request is not None else path})
+        return files
 
     def drf_representation(self, job: Job) -> dict[str, Any]:
         return _with_running_attempt(job, super().drf_representation(job))

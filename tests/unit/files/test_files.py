@@ -45,7 +45,12 @@ def test_an_upload_answers_201_with_its_id_size_digest_and_type(api, user, media
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "size", "sha256", "content_type", "created_at"}
+    assert set(body) == {"id", "size", "sha256", "content_type", "created_at", "links"}
+    assert body["links"] == {
+        "self": f"http://testserver/api/v1/uploads/{body['id']}",
+        "content": f"http://testserver/api/v1/uploads/{body['id']}/content",
+    }
+    assert response["Location"] == body["links"]["self"]
     assert body["size"] == len(data)
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
     assert body["content_type"] == "image/png"
@@ -204,3 +209,63 @@ def test_a_file_gone_from_storage_is_404(api, user):
 def test_a_job_file_name_must_be_a_plain_name():
     with pytest.raises(ValueError, match="not a valid job file name"):
         file_services.job_file_write(job_id="j", name="../escape", data=b"x")
+
+
+# --- reading an upload back, and a job's files in its JSON -------------------------------------
+
+
+def test_the_owner_reads_an_upload_back_and_downloads_its_bytes(api):
+    data = png_bytes()
+    made = upload(api, data).json()
+
+    shown = api.get(made["links"]["self"])
+    content = api.get(made["links"]["content"])
+
+    assert shown.status_code == 200
+    assert shown.json() == made
+    assert content.status_code == 200
+    assert b"".join(content.streaming_content) == data
+    assert content["Content-Type"] == "image/png"
+    # An attachment, never shown inline: the client declared the type.
+    assert content["Content-Disposition"] == f'attachment; filename="upload-{made["id"]}.png"'
+
+
+@pytest.mark.parametrize("path", ["", "/content"])
+def test_anyone_else_and_an_unknown_id_get_404_for_an_upload(api, path):
+    made = upload(api, b"mine").json()
+
+    for client, upload_id in ((client_for(UserFactory()), made["id"]), (api, "0" * 8 + "-0000-0000-0000-" + "0" * 12)):
+        response = client.get(f"{UPLOADS}/{upload_id}{path}")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "upload_not_found"
+
+
+def test_an_upload_whose_bytes_are_gone_is_404(api):
+    made = upload(api, b"short-lived").json()
+    default_storage.delete(Upload.objects.get(id=made["id"]).file.name)
+
+    response = api.get(made["links"]["content"])
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "upload_not_found"
+
+
+def test_a_jobs_json_lists_the_files_its_result_offers_with_their_download_urls(api, user):
+    job = finished_thumbnail_job(user)
+
+    body = api.get(f"/api/v1/jobs/{job.id}").json()
+
+    names = sorted(entry["file"] for entry in job.result["thumbnails"])
+    assert body["files"] == [
+        {"name": name, "url": f"http://testserver/api/v1/jobs/{job.id}/files/{name}"} for name in names
+    ]
+    for entry in body["files"]:  # each URL is the download, for the owner
+        response = api.get(entry["url"])
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content)
+
+
+def test_a_job_whose_result_offers_no_file_lists_none(api, user):
+    job = JobFactory(owner=user, status=JobStatus.SUCCEEDED, result={"answer": 42, "nested": [{"note": "x"}]})
+
+    assert api.get(f"/api/v1/jobs/{job.id}").json()["files"] == []
