@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -15,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.errors import InvalidInput
-from apps.jobs import lifecycle, notify, polling, selectors
+from apps.jobs import lifecycle, notify, polling, selectors, streams
 from apps.jobs.registry import registry
 from apps.jobs.serializers import (
     BATCH_MAX_JOBS,
@@ -286,6 +287,39 @@ class JobDetailApi(APIView):
         job = selectors.job_get(owner=request.user, job_id=job_id, max_json_chars=JOB_FIELD_MAX_CHARS)
         headers = polling.headers(polling.JobVersion.of(job))
         return Response(JobDetailOutput(job, context={"request": request}).data, headers=headers)
+
+
+class JobEventsApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description=(
+                    "Server-sent events: `job` (the job as GET /api/v1/jobs/{id} shows it; its `id` is the job's "
+                    "ETag) at once and at each change, `end` once it has finished. The stream lasts at most "
+                    "`wait` seconds; reconnect with Last-Event-ID to go on (apps/jobs/streams.py)."
+                ),
+            ),
+            **_errors(400, 404, *_COMMON_ERRORS),
+        },
+        operation_id="jobs_events",
+        parameters=[
+            OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+            OpenApiParameter("wait", OpenApiTypes.NUMBER, description="How long the stream lasts, at most 30 s."),
+        ],
+    )
+    def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
+        events = streams.job_event_stream(request, job_id=job_id)
+        response = StreamingHttpResponse(events, content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # a proxy that buffers answers must not hold the events
+        return response
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # An EventSource asks for text/event-stream; errors still leave as JSON.
+        return super().perform_content_negotiation(request, force=True)
 
 
 class JobCancelApi(APIView):
