@@ -188,3 +188,50 @@ def test_every_request_is_counted_in_metrics_and_none_is_lost_when_the_web_proce
     finally:
         process.stop()
     assert counted() - before_count == 65
+
+
+def test_a_jobs_events_stream_through_the_server_as_they_happen(platform, token):
+    """Server-sent events through gunicorn as the Procfile runs it: the first event arrives
+    while the job is still queued (the answer is streamed, not buffered to its end), the
+    change follows when the doorbell rings, then `end`."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from apps.jobs import notify
+    from apps.jobs.models import Job, JobStatus
+    from tests.factories import JobFactory
+
+    owner = get_user_model().objects.get(auth_token__key=token)
+    job = JobFactory(owner=owner, status=JobStatus.QUEUED)
+    process, port = start_web(platform, "web-events")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Authorization": f"Token {token}", "Accept": "text/event-stream"}
+        conn.request("GET", f"/api/v1/jobs/{job.id}/events", headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+
+        def next_event() -> dict[str, str]:
+            fields: dict[str, str] = {}
+            while True:
+                line = response.readline().decode().rstrip("\n")
+                if not line:
+                    if "event" in fields:
+                        return fields
+                    continue
+                name, _, value = line.partition(": ")
+                fields[name] = value
+
+        first = next_event()
+        assert (first["event"], json.loads(first["data"])["status"]) == ("job", "queued")
+        Job.objects.filter(id=job.id).update(
+            status=JobStatus.SUCCEEDED, finished_at=timezone.now(), updated_at=timezone.now(), result={"ok": True}
+        )
+        notify.job_changed_publish(job.id)
+        changed = next_event()
+        assert (changed["event"], json.loads(changed["data"])["result"]) == ("job", {"ok": True})
+        assert next_event()["event"] == "end"
+        conn.close()
+    finally:
+        process.stop()
