@@ -101,7 +101,7 @@ class JobFileApi(APIView):
     )
     def get(self, request: Request, job_id: str, name: str) -> Any:
         job = job_selectors.job_get(owner=request.user, job_id=job_id)
-        if name not in selectors.job_file_names(job.result):
+        if name not in job_selectors.result_file_names(job.result):
             raise NotFound("The job has no file of that name.", code="file_not_found")
         path = selectors.job_file_path(job.id, name)
         try:

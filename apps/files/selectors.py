@@ -9,7 +9,6 @@ from django.core.exceptions import ValidationError
 
 from apps.core.errors import NotFound
 from apps.files.models import Upload
-from apps.jobs.selectors import result_file_names
 
 
 def upload_get(*, owner: AbstractBaseUser | Any, upload_id: object) -> Upload:
@@ -33,8 +32,3 @@ def upload_exists(*, owner: AbstractBaseUser | Any, upload_id: object) -> bool:
 def job_file_path(job_id: object, name: str) -> str:
     """Where a job's file lives in default_storage."""
     return f"jobs/{job_id}/{name}"
-
-
-def job_file_names(result: Any) -> set[str]:
-    """The file names a job's result offers (apps.jobs.selectors.result_file_names)."""
-    return set(result_file_names(result))

@@ -21,6 +21,14 @@ MAX_WAIT = 30  # the API's bound on ?wait=N
 USER_AGENT = "jobplatform-client-python/0.1.0"
 
 
+def http_options(url: str, token: str | None, timeout: float) -> dict[str, Any]:
+    """The httpx client's options, the same for the sync and the async client."""
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    return {"base_url": url + "/api/v1/", "headers": headers, "timeout": timeout}
+
+
 def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 

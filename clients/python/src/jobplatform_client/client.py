@@ -97,10 +97,7 @@ class Client:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
-        headers = {"User-Agent": _core.USER_AGENT, "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Token {token}"
-        self._http = http or httpx.Client(base_url=self.url + "/api/v1/", headers=headers, timeout=timeout)
+        self._http = http or httpx.Client(**_core.http_options(self.url, token, timeout))
         self._sleep = time.sleep
 
     def close(self) -> None:
