@@ -1,17 +1,21 @@
-"""Dead letters over the API, for staff only (everyone else: 403)."""
+"""Dead letters over the API, for staff only (everyone else: 403); and a client's retry of
+its own failed job, which is a redrive of that job's letter (POST /api/v1/jobs/{id}/retry)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.deadletters import selectors, services
 from apps.deadletters.serializers import DeadLetterFiltersInput, DeadLetterOutput
+from apps.jobs import selectors as job_selectors
+from apps.jobs.serializers import ErrorResponse, JobOutput
 
 
 class DeadLetterPagination(CursorPagination):
@@ -62,3 +66,28 @@ class DeadLetterRedriveApi(APIView):
         # 202 when the job was queued again now; 200 when an earlier redrive already had.
         code = status.HTTP_202_ACCEPTED if resolution.changed else status.HTTP_200_OK
         return Response({**body, "changed": resolution.changed}, status=code)
+
+
+class JobRetryApi(APIView):
+    """The owner's retry of a failed job: the redrive of its open dead letter, so the job
+    runs again with a fresh allowance of attempts exactly as a staff redrive would (a failed
+    workflow re-opens the same way). Only a failed job can be retried: a cancelled or
+    succeeded one, or one still on its way, answers 409 job_not_failed."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={202: JobOutput, **{code: ErrorResponse for code in (401, 404, 409, 429)}},
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        operation_id="jobs_retry",
+        description=(
+            "Run the caller's failed job again with a fresh allowance of attempts (its dead letter is "
+            "redriven). 409 job_not_failed when the job is not failed; 409 dead_letter_closed when an "
+            "operator discarded its dead letter."
+        ),
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        job = job_selectors.job_get(owner=request.user, job_id=job_id)
+        job = services.job_retry(job=job, actor=request.user.get_username())
+        return Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)

@@ -123,3 +123,41 @@ def dead_letters_redrive_many(*, letter_ids: list[int], actor: str = "") -> int:
 
 def dead_letters_discard_many(*, letter_ids: list[int], actor: str = "") -> int:
     return sum(dead_letter_discard(letter_id=i, actor=actor).changed for i in letter_ids)
+
+
+def job_retry(*, job: Job, actor: str) -> Job:
+    """The owner's retry of a failed job: the redrive of its open dead letter, so it runs again
+    with a fresh allowance of attempts as a staff redrive would. Raises Conflict
+    job_not_failed for a job that is not failed, dead_letter_closed when staff discarded its
+    letter (the job stays failed on purpose). Returns the job as it is now."""
+    _ensure_failed(job.status)
+    letter_id = (
+        DeadLetter.objects.filter(job_id=job.pk, state=DeadLetter.State.OPEN)
+        .order_by("-created_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if letter_id is None:
+        # Every failed job is parked; a letter no longer open was discarded by staff or
+        # redriven by a request that got here first.
+        job.refresh_from_db(fields=["status"])
+        _ensure_failed(job.status)
+        raise Conflict(
+            "An operator closed this job's dead letter without running it again; it cannot be retried.",
+            code="dead_letter_closed",
+        )
+    # Re-checks the job under its row lock: job_not_failed if it changed meanwhile.
+    resolution = dead_letter_redrive(letter_id=letter_id, actor=actor)
+    job.refresh_from_db()
+    if not resolution.changed:
+        _ensure_failed(job.status)  # a concurrent retry queued it first
+    return job
+
+
+def _ensure_failed(job_status: str) -> None:
+    if job_status != JobStatus.FAILED:
+        raise Conflict(
+            f"The job is {job_status}; only a failed job can be retried.",
+            code="job_not_failed",
+            details={"status": job_status},
+        )

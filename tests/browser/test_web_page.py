@@ -77,6 +77,8 @@ def test_a_client_signs_in_submits_a_sleep_job_and_watches_it_run_to_the_end(
     job_id = browser.find_element(By.ID, "job-id").text
     assert progress_value(browser) == 100
     assert '"slept": 8' in browser.find_element(By.ID, "job-result").text
+    # It followed the job through its server-sent events, not the long poll.
+    assert browser.find_element(By.ID, "current-job").get_dom_attribute("data-live") == "events"
     row = browser.find_element(By.CSS_SELECTOR, f'#jobs-table tr[data-job-id="{job_id}"]')
     WebDriverWait(browser, 5).until(lambda d: "succeeded" in row.text)
     assert "diagnostics.sleep" in row.text
@@ -100,6 +102,10 @@ def test_the_form_follows_each_kinds_schema_and_shows_the_apis_error(live_server
     assert labelled(browser, "Payload (JSON)").tag_name == "textarea"
 
     kind.select_by_value("images.thumbnail")
+    # A kind that takes an upload offers a file picker; pasting base64 is folded away.
+    assert labelled(browser, "A file to upload (upload_id)").get_attribute("type") == "file"
+    assert not labelled(browser, "image_base64").is_displayed()
+    browser.find_element(By.CSS_SELECTOR, "details.inline-input summary").click()
     labelled(browser, "image_base64").send_keys("aGVsbG8=")
     formats = Select(labelled(browser, "format"))
     assert [o.text for o in formats.options] == ["(not set)", "png", "jpeg", "webp"]
