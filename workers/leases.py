@@ -19,12 +19,16 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 
 from apps.jobs import flow, lifecycle
 from apps.jobs.registry import Kind
+
+if TYPE_CHECKING:
+    from workers.joblog import AttemptLog
 
 logger = logging.getLogger("workers.runtime")
 
@@ -38,7 +42,7 @@ class Lease:
     (the fence in every write already protects the newer attempt), it was cancelled, or it
     ran past its hard time limit (`timed_out`)."""
 
-    __slots__ = ("claim", "due", "hard_at", "kind", "lost", "seed", "slot", "soft_at", "timed_out")
+    __slots__ = ("claim", "due", "hard_at", "joblog", "kind", "lost", "seed", "slot", "soft_at", "timed_out")
 
     def __init__(
         self, claim: lifecycle.Claim, kind: Kind, slot: flow.Slot | None, due: float, seed: str | None = None
@@ -53,6 +57,8 @@ class Lease:
         self.hard_at = now + kind.time_limit
         self.lost = False
         self.timed_out = False
+        # The attempt's log, written at each renewal; None when logs are not kept.
+        self.joblog: AttemptLog | None = None
 
 
 class LeaseKeeper:
@@ -127,6 +133,10 @@ class LeaseKeeper:
                 return
             if lease.slot:  # under the key it was taken in: the kind's, or its limit key's
                 flow.concurrency_renew(lease.slot, lease_seconds=settings.JOB_LEASE_SECONDS)
+            if lease.joblog is not None:
+                # What the handler logged so far, so a process that dies keeps it (one
+                # INSERT, only when there are new lines).
+                _flush_log(lease)
         except Exception:
             logger.exception("job %s: could not renew its lease", lease.claim.job_id)
             connection.close()  # this thread's own; the next renewal opens a fresh one
@@ -144,11 +154,24 @@ class LeaseKeeper:
             return
         try:
             close_old_connections()
+            if lease.joblog is not None:  # while the lease still holds: the last chance
+                _flush_log(lease, final=True)
             status = lifecycle.job_attempt_timed_out(job_id=job_id, seed=lease.seed, limit=limit, killed=False)
             logger.warning("job %s: abandoned at its hard time limit of %g s; job is now %s", job_id, limit, status)
         except Exception:
             logger.exception("job %s: could not record its hard time limit; its lease will expire", job_id)
             connection.close()
+
+
+def _flush_log(lease: Lease, *, final: bool = False) -> None:
+    """Write the attempt's new log lines on this thread's connection. Not writing them
+    loses only lines, never the lease: the error is logged and the next renewal tries again."""
+    assert lease.joblog is not None
+    try:
+        lease.joblog.flush(final=final)
+    except Exception:
+        logger.exception("job %s: could not write its log lines", lease.claim.job_id)
+        connection.close()  # this thread's own; the next renewal opens a fresh one
 
 
 keeper = LeaseKeeper()

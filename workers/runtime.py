@@ -29,6 +29,7 @@ from apps.core.text import clean_text
 from apps.jobs import flow, lifecycle, pauses, selectors
 from apps.jobs.registry import CLIENT_ERROR_TYPE, ClientError, JobCancelled, Kind, PermanentError, registry
 from apps.ops import metrics
+from workers import joblog
 from workers.leases import Lease, keeper
 from workers.outcomes import Outcome, report
 
@@ -55,6 +56,12 @@ class Context:
         # Past the kind's soft time limit, which the context enforces on every pool: a
         # thread cannot be interrupted (workers.leases).
         self.timed_out = False
+        # The lines the handler logs, kept with this attempt (workers.joblog); the lease
+        # keeper writes them on the way for a long attempt.
+        self._log = lease.joblog = joblog.attempt_log(claim)
+
+    def log(self, message: str, level: str = "info") -> None:
+        joblog.log_line(self._log, self._claim.kind, message, level)
 
     def progress(self, percent: float, message: str = "") -> None:
         now = time.monotonic()
@@ -204,7 +211,8 @@ def _run_claimed(kind: Kind, claim: lifecycle.Claim, slot: flow.Slot | None, see
     logger.info("job %s (%s): attempt %s of %s started", job_id, claim.kind, claim.attempt, claim.max_attempts)
     try:
         try:
-            result = kind.handler(ctx, claim.payload)
+            with joblog.capturing(ctx._log):
+                result = kind.handler(ctx, claim.payload)
             json.dumps(result)  # a result must cross JSON, like everything else we store
             if ctx.timed_out:  # it stopped because its context said so: not a success
                 raise SoftTimeLimitExceeded(f"job {job_id} stopped at its soft time limit")

@@ -14,7 +14,17 @@ from apps.core.adminactions import ObjectAction, ObjectActionsMixin, Outcome
 from apps.core.admindisplay import compact_datetime, short_id, truncated
 from apps.core.adminscale import IndexedRelatedOnlyFilter, IndexedValuesFilter, ScaledModelAdmin
 from apps.jobs import operations
-from apps.jobs.models import ACTIVE_STATUSES, BulkOperation, IdempotencyKey, Job, JobAttempt, JobStatus, JobStep
+from apps.jobs.joblogs_admin import JobLogLineAdmin, render_job_logs
+from apps.jobs.models import (
+    ACTIVE_STATUSES,
+    BulkOperation,
+    IdempotencyKey,
+    Job,
+    JobAttempt,
+    JobLogLine,
+    JobStatus,
+    JobStep,
+)
 
 
 def run_bulk(
@@ -169,6 +179,7 @@ class JobAdmin(ObjectActionsMixin, ScaledModelAdmin):
         "lease_expires_at",
         "cancel_requested_at",
         "request_id",
+        "log_lines",
     ]
     fieldsets = [
         (None, {"fields": ["id", "owner", "kind", "status", "priority", "queue", "attempts", "max_attempts"]}),
@@ -177,6 +188,7 @@ class JobAdmin(ObjectActionsMixin, ScaledModelAdmin):
         ("Error", {"fields": ["error_type", "error_message", "traceback_pretty"]}),
         ("Timing", {"fields": ["created_at", "run_at", "started_at", "finished_at", "published_at"]}),
         ("Delivery", {"fields": ["worker", "lease_expires_at", "cancel_requested_at", "request_id"]}),
+        ("Logs", {"fields": ["log_lines"]}),
     ]
 
     @admin.display(description="id", ordering="id")
@@ -207,6 +219,10 @@ class JobAdmin(ObjectActionsMixin, ScaledModelAdmin):
     def traceback_pretty(self, job: Job) -> str:
         return pre(job.error_traceback)
 
+    @admin.display(description="what the handler logged")
+    def log_lines(self, job: Job) -> str:
+        return render_job_logs(job)
+
     @admin.action(description="Retry: run the selected failed or cancelled jobs again", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         run_bulk(self, request, queryset, action=BulkOperation.Action.RETRY, target="jobs", verb="retried")
@@ -230,6 +246,9 @@ class JobAdmin(ObjectActionsMixin, ScaledModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs are submitted through the API, which validates them
+
+
+admin.site.register(JobLogLine, JobLogLineAdmin)
 
 
 @admin.register(JobStep)

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.errors import InvalidInput
-from apps.jobs import lifecycle, notify, polling, selectors, streams
+from apps.jobs import joblogs, lifecycle, notify, polling, selectors, streams
 from apps.jobs.registry import registry
 from apps.jobs.serializers import (
     BATCH_MAX_JOBS,
@@ -35,6 +35,7 @@ from apps.jobs.serializers import (
     KindListOutput,
     list_include,
 )
+from apps.jobs.serializers.logs import JobLogFilters, JobLogLineOutput, JobLogPageOutput
 
 
 class JobCursorPagination(CursorPagination):
@@ -335,6 +336,35 @@ class JobCancelApi(APIView):
         job = selectors.job_get(owner=request.user, job_id=job_id)
         job = lifecycle.job_cancel(job=job)
         return Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobLogPagination(JobCursorPagination):
+    ordering = "id"  # the order written: by attempt, then as logged (apps.jobs.joblogs)
+    page_size = 200
+    max_page_size = 1000
+
+
+class JobLogsApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+            JobLogFilters,
+            OpenApiParameter("cursor", str, description="The page to read: from a page's next or previous link."),
+            OpenApiParameter("page_size", int, description=f"Lines per page, 1 to {JobLogPagination.max_page_size}."),
+        ],
+        responses={200: JobLogPageOutput, **_errors(400, 404, *_COMMON_ERRORS)},
+        operation_id="jobs_logs",
+        description="What the job's handler logged, oldest first, each line under the attempt that logged it.",
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        filters = JobLogFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        lines = joblogs.job_log_lines(owner=request.user, job_id=job_id, **filters.validated_data)
+        paginator = JobLogPagination()
+        page = paginator.paginate_queryset(lines, request, view=self)
+        return paginator.get_paginated_response(JobLogLineOutput(page, many=True).data)
 
 
 class KindListApi(APIView):

@@ -298,3 +298,26 @@ class Pause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target_type} {self.name} paused"
+
+
+class JobLogLine(models.Model):
+    """A line a handler logged during one attempt (workers.joblog gathers them, at most
+    JOB_LOG_MAX_LINES and JOB_LOG_MAX_BYTES per attempt). Deleted with its job, so pruning
+    a job prunes its lines."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines", db_index=False)
+    attempt = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    level = models.CharField(max_length=8)
+    logger = models.CharField(max_length=200, blank=True, default="")
+    message = models.TextField()
+
+    class Meta:
+        # A line's place: an attempt's number is new at every claim of the job, and its lines
+        # are numbered as logged. The index also serves the foreign key (it starts with job),
+        # which so has no index of its own, and reads a job's or an attempt's lines in order.
+        constraints = [models.UniqueConstraint(fields=["job", "attempt", "seq"], name="joblog_job_attempt_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.attempt}.{self.seq} {self.level}"

@@ -45,6 +45,10 @@ class JobContext(Protocol):
 
     def check_cancelled(self) -> None: ...
 
+    def log(self, message: str, level: str = "info") -> None:
+        """Keep a line with this attempt (level: debug, info, warning, error, critical);
+        lines logged with the logging module inside the handler are kept too."""
+
     def step(self, name: str, effect: Callable[[], Any]) -> Any:
         """Run `effect` at most once per job; a retry gets the recorded result back."""
 

@@ -65,3 +65,8 @@ JOB_MEDIA_ROOT = MEDIA_ROOT  # the older name
 # pixel, plus an RGB(A) conversion) fit this; a JPEG is decoded at a reduced scale first.
 # The pixel limit alone let a 154 KB PNG of 6000x6600 pixels take a worker to 773 MB.
 IMAGE_MAX_DECODE_BYTES = env_int("IMAGE_MAX_DECODE_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
+# What a handler logs (ctx.log, or the logging module inside the handler) is kept with its
+# attempt (workers.joblog): at most this many lines and bytes of message per attempt; past
+# either cap the first lines are kept and one last line says how many more were dropped.
+JOB_LOG_MAX_LINES = env_int("JOB_LOG_MAX_LINES", 1000, minimum=0)
+JOB_LOG_MAX_BYTES = env_int("JOB_LOG_MAX_BYTES", 64 * 1024, minimum=0)

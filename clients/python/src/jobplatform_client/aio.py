@@ -63,6 +63,11 @@ class AsyncJob(_core.JobData):
     async def download(self, name: str, dest: str | None = None) -> bytes | str:
         return await self._client.download(f"jobs/{self.id}/files/{name}", dest)
 
+    def logs(self, attempt: int | None = None, page_size: int | None = None) -> AsyncIterator[dict]:
+        """As `Job.logs`: `async for line in job.logs(): ...`."""
+        params = _core.query({"attempt": attempt, "page_size": page_size})
+        return self._client._pages(f"jobs/{self.id}/logs", params)
+
 
 class AsyncClient:
     """The job platform's API over httpx.AsyncClient; see `Client` for retries and keys."""

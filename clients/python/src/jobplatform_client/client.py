@@ -71,6 +71,12 @@ class Job(_core.JobData):
         """One of the job's files by name: its bytes, or written to `dest` (returned)."""
         return self._client.download(f"jobs/{self.id}/files/{name}", dest)
 
+    def logs(self, attempt: int | None = None, page_size: int | None = None) -> Iterator[dict]:
+        """What the job's handler logged, oldest first, every page: each line a dict with
+        `attempt`, `seq`, `at`, `level`, `logger` and `message`; `attempt` keeps one attempt's."""
+        params = _core.query({"attempt": attempt, "page_size": page_size})
+        return self._client._pages(f"jobs/{self.id}/logs", params)
+
     def watch(self, timeout: float | None = None) -> Iterator[Job]:
         """Yield the job at each change until it finishes (server-sent events)."""
         for data in self._client.watch(self.id, timeout=timeout):
