@@ -252,7 +252,9 @@ class Registry:
         with self._lock:
             if self._loaded:
                 return
-            for module in settings.JOB_KIND_MODULES:
+            # TASK_MODULES: modules of django.tasks @task functions, each one a kind too
+            # (apps.jobs.tasks registers them as they are imported).
+            for module in [*settings.JOB_KIND_MODULES, *settings.TASK_MODULES]:
                 importlib.import_module(module)
             self._loaded = True
 

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from here, not a CDN
     "corsheaders",
+    "django_tasks",  # the django.tasks backport's system checks (apps.jobs.tasks); drop on Django 6
     "apps.jobs",
     "apps.deadletters",
     "apps.webhooks",

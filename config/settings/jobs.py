@@ -70,3 +70,12 @@ IMAGE_MAX_DECODE_BYTES = env_int("IMAGE_MAX_DECODE_BYTES", 64 * 1024 * 1024, min
 # either cap the first lines are kept and one last line says how many more were dropped.
 JOB_LOG_MAX_LINES = env_int("JOB_LOG_MAX_LINES", 1000, minimum=0)
 JOB_LOG_MAX_BYTES = env_int("JOB_LOG_MAX_BYTES", 64 * 1024, minimum=0)
+# Django's task API (django.tasks; the django-tasks backport on Django 5.2): @task functions
+# become kinds of this platform (apps.jobs.tasks, docs/kinds.md "With Django's task API").
+# TASK_MODULES are the modules that define them, imported at start-up beside JOB_KIND_MODULES;
+# a task of any other module is refused at enqueue (the worker would not know it). Its jobs
+# belong to the user TASK_OWNER names (created on first use; a backend's OPTIONS "OWNER"
+# overrides it).
+TASK_MODULES = env_list("TASK_MODULES", [])
+TASK_OWNER = env_str("TASK_OWNER") or "django-tasks"
+TASKS = {"default": {"BACKEND": "apps.jobs.tasks.backend.JobTaskBackend"}}
