@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from apps.jobs.models import Job
@@ -140,6 +141,11 @@ def test_the_async_client_does_the_same(url, token):
             failed = await (await client.submit("diagnostics.flaky", {"fail_times": 5, "permanent": True})).wait(60)
             assert failed.status == "failed"
             assert failed.error["message"]
+            await failed.retry()
+            assert (failed.status, (await failed.wait(60)).status) == ("queued", "failed")
+            with pytest.raises(jp.Conflict) as refused:
+                await client.retry(job.id)
+            assert refused.value.code == "job_not_failed"
 
             long = await client.submit("diagnostics.sleep", {"seconds": 60})
             await long.cancel()
@@ -235,7 +241,26 @@ def test_the_cli_submits_waits_and_exits_by_the_jobs_outcome(url, token):
         url, token, "submit", "diagnostics.flaky", "--payload", '{"fail_times": 5, "permanent": true}', "--wait"
     )
     assert failed.returncode == 1
+    failed_id = json.loads(failed.stdout)["id"]
     assert json.loads(failed.stdout)["status"] == "failed"
+    # A failed job runs again with a fresh allowance (and fails again: it is asked to fail 5 times).
+    again = cli(url, token, "retry", failed_id)
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["status"], json.loads(again.stdout)["max_attempts"]) == (
+        "queued",
+        6,
+    )  # 1 of 5 used, then 5 more
+    assert cli(url, token, "watch", failed_id).returncode == 1
+    assert [a["number"] for a in json.loads(cli(url, token, "get", failed_id).stdout)["history"]] == [1, 2]
+    not_failed = cli(url, token, "retry", job["id"])
+    assert not_failed.returncode == 2
+    assert "job_not_failed" in not_failed.stderr
+    # Each line the job's handler logged, one JSON object per line (this kind logs none).
+    Job.objects.get(id=failed_id).log_lines.create(
+        attempt=2, seq=1, at=timezone.now(), level="INFO", logger="t", message="from attempt 2"
+    )
+    logged = cli(url, token, "logs", failed_id, "--attempt", "2")
+    assert [json.loads(line)["message"] for line in logged.stdout.splitlines()] == ["from attempt 2"]
 
     queued = cli(url, token, "submit", "diagnostics.sleep", "--payload", '{"seconds": 60}')
     assert queued.returncode == 0

@@ -55,6 +55,10 @@ class AsyncJob(_core.JobData):
         self.data = (await self._client._request("POST", f"jobs/{self.id}/cancel")).json()
         return self
 
+    async def retry(self) -> AsyncJob:
+        self.data = (await self._client._request("POST", f"jobs/{self.id}/retry")).json()
+        return self
+
     async def files(self) -> list[dict]:
         if "files" not in self.data:
             await self.refresh()
@@ -165,6 +169,9 @@ class AsyncClient:
 
     async def cancel(self, job_id: str) -> AsyncJob:
         return self._job(await self._request("POST", f"jobs/{job_id}/cancel"))
+
+    async def retry(self, job_id: str) -> AsyncJob:
+        return self._job(await self._request("POST", f"jobs/{job_id}/retry"))
 
     async def wait(self, job_id: str, timeout: float | None = None) -> AsyncJob:
         return await (await self.get(job_id)).wait(timeout)

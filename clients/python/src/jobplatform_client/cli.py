@@ -1,7 +1,8 @@
 """`jobplatform`: the job platform from the command line.
 
     jobplatform submit KIND --payload JSON [--wait] [--timeout S]
-    jobplatform get ID | cancel ID | watch ID
+    jobplatform get ID | cancel ID | retry ID | watch ID
+    jobplatform logs ID [--attempt N]
     jobplatform list [--status S] [--kind K] [--limit N]
 
 Jobs are printed as JSON on stdout (one per line for list and watch). Exit status: 0 on
@@ -48,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
 
     cancel = sub.add_parser("cancel", help="cancel a job")
     cancel.add_argument("id")
+
+    retry = sub.add_parser("retry", help="run a failed job again")
+    retry.add_argument("id")
+
+    logs = sub.add_parser("logs", help="print what a job's handler logged, one JSON line each")
+    logs.add_argument("id")
+    logs.add_argument("--attempt", type=int, help="only this attempt's lines")
 
     watch = sub.add_parser("watch", help="print a job at each change until it has finished")
     watch.add_argument("id")
@@ -162,6 +170,11 @@ def run(argv: list[str] | None = None) -> int:
                 _print(client.get(args.id).data)
             elif args.command == "cancel":
                 _print(client.cancel(args.id).data)
+            elif args.command == "retry":
+                _print(client.retry(args.id).data)
+            elif args.command == "logs":
+                for line in client.get(args.id).logs(attempt=args.attempt):
+                    _print(line)
             elif args.command == "watch":
                 return _watch(client, args)
             elif args.command == "list":

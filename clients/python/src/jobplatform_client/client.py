@@ -61,6 +61,12 @@ class Job(_core.JobData):
         self.data = self._client._request("POST", f"jobs/{self.id}/cancel").json()
         return self
 
+    def retry(self) -> Job:
+        """Run the failed job again with a fresh allowance of attempts; `wait()` then follows
+        it. A job that is not failed raises Conflict (`job_not_failed`)."""
+        self.data = self._client._request("POST", f"jobs/{self.id}/retry").json()
+        return self
+
     def files(self) -> list[dict]:
         """The files the job's result offers, each `{"name", "url"}`."""
         if "files" not in self.data:
@@ -192,6 +198,9 @@ class Client:
 
     def cancel(self, job_id: str) -> Job:
         return self._job(self._request("POST", f"jobs/{job_id}/cancel"))
+
+    def retry(self, job_id: str) -> Job:
+        return self._job(self._request("POST", f"jobs/{job_id}/retry"))
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         return self.get(job_id).wait(timeout)
