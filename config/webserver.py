@@ -157,10 +157,16 @@ class BufferingThreadWorker(ThreadWorker):
         from apps.core import redis as platform_redis
 
         platform_redis.write_behind_start()
+        # Tracing (config.telemetry) is set up when the application loads, in this process
+        # (after the fork); what it has batched is exported before the worker exits.
+        from config import telemetry
+
+        telemetry.configure("web")
         try:
             super().run()
         finally:
             platform_redis.write_behind_stop()
+            telemetry.shutdown()
 
     def accept(self, listener: socket.socket) -> None:
         if self.cfg.is_ssl:

@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError
 
 from apps.core.db import prepared_cursor
 from config.celery import app as celery_app
+from config.telemetry import trace_headers
 
 if TYPE_CHECKING:
     from apps.jobs.models import Job
@@ -59,11 +60,10 @@ class _Messages:
     """Task messages for many jobs, the same ones `celery_app.send_task` would send, built at
     a fraction of its cost.
 
-    send_task spends its Python per message on routing, option merging, declaring the queue
-    again and signals: most of a 1,000-job batch's time (BENCHMARKS.md, batch submit). Here Celery's own protocol
-    code (amqp.as_task_v2) builds one message per (kind, request id), and each job gets a copy
-    with its own task id and arguments. Messages go to the queue by name through the anonymous
-    exchange, as send_task routes a queue name on Redis.
+    send_task spends its Python per message on routing, option merging, declaring the queue again and signals: most
+    of a 1,000-job batch's time (BENCHMARKS.md, batch submit). Here Celery's own protocol code (amqp.as_task_v2)
+    builds one message per (kind, request id), and each job gets a copy with its own task id and arguments. Messages
+    go to the queue by name through the anonymous exchange, as send_task routes a queue name on Redis.
 
     The task id is the job's id, at every publish of the job (first, relay, retry, redrive,
     broker-loss repair), as Celery's own retries keep theirs: an operator finds the job in
@@ -95,7 +95,7 @@ class _Messages:
         task_id = job_id
         args = [job_id]
         argsrepr = repr(args)
-        headers = {**headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr}
+        headers = {**headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr, **trace_headers(request_id)}
         if request_id:
             headers["request_id"] = request_id
         properties = {**properties, "correlation_id": task_id}
