@@ -5,7 +5,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from config import telemetry
+from apps.core import telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -25,7 +25,7 @@ def _reuse_database_connections(sender: Celery, **kwargs: object) -> None:
     sender.conf["CELERY_DB_REUSE_MAX"] = 1000
 
 
-# Tracing (config.telemetry), a no-op unless configured: set up in the process that runs the
+# Tracing (apps.core.telemetry), a no-op unless configured: set up in the process that runs the
 # jobs, after any fork (a prefork pool's children; the worker itself for a thread, gevent or
 # solo pool; beat), and flushed when that process ends.
 @signals.worker_process_init.connect(weak=False)

@@ -157,9 +157,9 @@ class BufferingThreadWorker(ThreadWorker):
         from apps.core import redis as platform_redis
 
         platform_redis.write_behind_start()
-        # Tracing (config.telemetry) is set up when the application loads, in this process
+        # Tracing (apps.core.telemetry) is set up when the application loads, in this process
         # (after the fork); what it has batched is exported before the worker exits.
-        from config import telemetry
+        from apps.core import telemetry
 
         telemetry.configure("web")
         try:

@@ -2,7 +2,7 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from config import telemetry
+from apps.core import telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Before the handler loads its middleware: Django's instrumentation adds its own. Under

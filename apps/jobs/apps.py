@@ -19,3 +19,9 @@ class JobsConfig(AppConfig):
         # it, so a batch of 1,000 would ring 1,000 doorbells for no one.
         for signal in (signals.job_started, signals.job_finished, signals.job_retried, signals.job_dead_lettered):
             signal.connect(notify.on_job_changed, dispatch_uid="apps.jobs.notify")
+
+        # The job's id and kind on its spans, once tracing is on (a no-op otherwise).
+        from apps.core import telemetry
+        from apps.jobs import tracing
+
+        telemetry.when_enabled(tracing.follow_jobs)

@@ -20,8 +20,8 @@ from kombu.utils.uuid import uuid
 from redis.exceptions import NoScriptError
 
 from apps.core.db import prepared_cursor
+from apps.core.telemetry import trace_headers
 from config.celery import app as celery_app
-from config.telemetry import trace_headers
 
 if TYPE_CHECKING:
     from apps.jobs.models import Job

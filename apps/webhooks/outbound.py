@@ -19,8 +19,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from apps.core.telemetry import outgoing_headers
 from apps.core.text import clean_text
-from config.telemetry import outgoing_headers
 
 EXCERPT_BYTES = 512  # of the receiver's answer, kept for the attempt's record
 
@@ -77,7 +77,7 @@ def post_pinned(url: str, *, addresses: list[str], body: bytes, headers: dict[st
                 continue
             # Connected: send once. A failure from here on is this attempt's failure, not a
             # reason to send the same webhook to a second address.
-            # The delivery's trace context (config.telemetry; none unless tracing is on), so the
+            # The delivery's trace context (apps.core.telemetry; none unless tracing is on), so the
             # receiver's own trace continues the job's.
             conn.request("POST", target, body=body, headers={**headers, **outgoing_headers()})
             response = conn.getresponse()

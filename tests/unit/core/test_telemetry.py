@@ -1,4 +1,4 @@
-"""Tracing (config.telemetry): off unless configured, and what it puts on messages and spans.
+"""Tracing (apps.core.telemetry): off unless configured, and what it puts on messages and spans.
 
 Installing tracing patches libraries process-wide, so the on/off configuration is tried in a
 child interpreter. The hooks are tried here with an InMemorySpanExporter behind a provider of
@@ -23,9 +23,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from apps.core import context
-from apps.jobs import publish
-from config import telemetry
+from apps.core import context, telemetry
+from apps.jobs import publish, tracing
 from tests.factories import JobFactory
 from tests.processes import ROOT
 
@@ -51,7 +50,7 @@ def test_tracing_is_wanted_only_with_an_otlp_endpoint_and_the_sdk_not_disabled(e
 _PROBE = """
 import json, sys
 role = sys.argv[1]
-from config import telemetry
+from apps.core import telemetry
 if role == "web":
     import config.wsgi
 else:
@@ -69,6 +68,13 @@ report = {
 from django.db.backends.postgresql import base
 # apps.core.db.prepared_cursor's class: traced only with tracing on.
 report["prepared_traced"] = base.ServerBindingCursor.__name__ != "ServerBindingCursor"
+# apps.jobs.tracing's receivers: connected once tracing is on, whether the app loaded before
+# configure (a Celery process) or after it (the web process).
+from apps.jobs import signals
+report["follows_jobs"] = [
+    any(r[0][0] == uid for r in signal.receivers)
+    for signal, uid in ((signals.jobs_submitted, "telemetry.submitted"), (signals.job_started, "telemetry.started"))
+]
 if report["on"]:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
@@ -104,6 +110,7 @@ def test_off_by_default_nothing_is_installed_imported_or_added_to_messages():
     assert report["modules"] == []  # not even imported: no SDK tracing, no instrumentation
     assert report["django_middleware"] is False
     assert report["prepared_traced"] is False
+    assert report["follows_jobs"] == [False, False]  # the jobs' signals cost nothing more
     assert not {"traceparent", "tracestate", "baggage"} & set(report["headers"])
 
 
@@ -120,6 +127,7 @@ def test_on_the_web_process_traces_django_celery_psycopg_and_redis_as_jobplatfor
     assert report["django_middleware"] is True
     assert report["instrumented"] == [True, True, True]
     assert report["prepared_traced"] is True  # the hot paths' statements too
+    assert report["follows_jobs"] == [True, True]
     assert report["untraced"] == ["http://h/healthz", "http://h/readyz", "http://h/metrics"]  # probes
 
 
@@ -134,6 +142,7 @@ def test_on_a_celery_process_is_named_for_its_role_and_leaves_django_alone(role)
     assert report["service"] == f"jobplatform-{role}"
     assert report["django_middleware"] is False
     assert report["instrumented"] == [True, True, True]
+    assert report["follows_jobs"] == [True, True]
 
 
 def test_otel_service_name_names_the_service():
@@ -191,7 +200,7 @@ def test_a_job_held_back_and_published_outside_any_request_joins_its_requests_tr
     token = context.request_id.set(job.request_id)
     try:
         with tracer.start_as_current_span("POST api/v1/jobs", kind=SpanKind.SERVER) as request_span:
-            telemetry._on_submitted(jobs=[job])  # the commit of a submission whose job is held
+            tracing._on_submitted(jobs=[job])  # the commit of a submission whose job is held
     finally:
         context.request_id.reset(token)
     telemetry._recalled.clear()  # another process: only Redis knows
@@ -208,7 +217,7 @@ def test_a_job_published_by_another_request_stays_in_the_trace_that_submitted_it
     job = JobFactory(request_id=f"req-{uuid.uuid4().hex}")
     with tracer.start_as_current_span("submit", kind=SpanKind.SERVER) as submit_span:
         token = context.request_id.set(job.request_id)
-        telemetry._on_submitted(jobs=[job])
+        tracing._on_submitted(jobs=[job])
         context.request_id.reset(token)
     telemetry._recalled.clear()
     with tracer.start_as_current_span("resume", kind=SpanKind.SERVER):
@@ -222,9 +231,9 @@ def test_the_request_span_names_the_job_it_submitted_and_an_attempt_span_is_not_
     tracer, exporter = traced
     job, delivery = JobFactory(), JobFactory(kind="webhooks.deliver")
     with tracer.start_as_current_span("POST api/v1/jobs", kind=SpanKind.SERVER):
-        telemetry._on_submitted(jobs=[job])
+        tracing._on_submitted(jobs=[job])
     with tracer.start_as_current_span("run/diagnostics.noop", kind=SpanKind.CONSUMER):
-        telemetry._on_submitted(jobs=[delivery])  # a webhook delivery submitted by an attempt
+        tracing._on_submitted(jobs=[delivery])  # a webhook delivery submitted by an attempt
 
     request, attempt = sorted(exporter.get_finished_spans(), key=lambda s: s.kind is SpanKind.CONSUMER)
     assert (request.attributes["job.id"], request.attributes["job.kind"]) == (str(job.id), "diagnostics.noop")
@@ -236,7 +245,7 @@ def test_the_attempt_span_carries_the_jobs_id_kind_and_attempt(traced, db, djang
     job = JobFactory(attempts=2)
     # One query, for the attempt's number, and only with tracing on.
     with tracer.start_as_current_span("run/diagnostics.noop", kind=SpanKind.CONSUMER), django_assert_num_queries(1):
-        telemetry._on_started(job_id=str(job.id), kind=job.kind)
+        tracing._on_started(job_id=str(job.id), kind=job.kind)
 
     [span] = exporter.get_finished_spans()
     assert dict(span.attributes) == {"job.id": str(job.id), "job.kind": "diagnostics.noop", "job.attempt": 2}
@@ -279,10 +288,10 @@ def test_the_default_sampler_drops_only_lone_client_calls():
 
 def test_a_batchs_request_span_counts_its_jobs_and_names_the_first_hundred(traced, db, monkeypatch):
     tracer, exporter = traced
-    monkeypatch.setattr(telemetry, "_IDS_MAX", 2)
+    monkeypatch.setattr(tracing, "IDS_MAX", 2)
     jobs = JobFactory.create_batch(3)
     with tracer.start_as_current_span("POST api/v1/jobs/batch", kind=SpanKind.SERVER):
-        telemetry._on_submitted(jobs=jobs)
+        tracing._on_submitted(jobs=jobs)
 
     [span] = exporter.get_finished_spans()
     assert span.attributes["job.count"] == 3
@@ -295,11 +304,11 @@ def test_a_failure_inside_tracing_never_fails_the_submission_or_the_attempt(trac
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("tracing broke")
 
-    monkeypatch.setattr(telemetry, "_label_request", broken)
-    monkeypatch.setattr(telemetry, "_label_attempt", broken)
+    monkeypatch.setattr(tracing, "_label_request", broken)
+    monkeypatch.setattr(tracing, "_label_attempt", broken)
     with tracer.start_as_current_span("POST api/v1/jobs", kind=SpanKind.SERVER):
-        telemetry._on_submitted(jobs=[SimpleNamespace(id="j", kind="k", request_id="r")])
-        telemetry._on_started(job_id="j", kind="k")
+        tracing._on_submitted(jobs=[SimpleNamespace(id="j", kind="k", request_id="r")])
+        tracing._on_started(job_id="j", kind="k")
     assert [r.getMessage() for r in caplog.records] == [
         "tracing: could not label the request with its jobs",
         "tracing: could not label job j's attempt",

@@ -20,8 +20,9 @@ held in PostgreSQL (a paused queue, a full window, a later run_at, a retry) is p
 by beat's dispatcher or another request: the submitting request's context is kept in Redis
 under its request id (a day), and such a publish takes it from there.
 
-It lives in config/ beside the entry points that call it (wsgi, webserver, celery) and, like
-config/urls.py, reaches into apps/ only from inside functions that run with tracing on.
+The entry points call `configure` (config/wsgi.py, config/webserver.py, config/celery.py);
+an app that has more to say on its spans asks for a hook with `when_enabled` (apps.jobs.tracing
+labels the request and attempt spans with their job), run only once tracing is on.
 """
 
 from __future__ import annotations
@@ -30,17 +31,16 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-logger = logging.getLogger("config.telemetry")
+logger = logging.getLogger("apps.core.telemetry")
 
 ROLES = ("web", "worker", "beat")
 # How long a request's trace context is kept for its jobs that are published later.
 CONTEXT_TTL_SECONDS = 24 * 3600
 _RECALLED_MAX = 4096  # request ids whose context this process remembers
-_IDS_MAX = 100  # job ids named on a batch's request span
 # Requests left untraced by default (a regular expression searched in each request's URL).
 PROBE_URLS = r"/(healthz|readyz|metrics)/?(\?|$)"
 
@@ -49,6 +49,7 @@ _enabled = False
 _provider: Any = None
 _lock = threading.Lock()
 _recalled: dict[str, Mapping[str, str]] = {}
+_hooks: list[Callable[[], None]] = []
 
 
 def wanted(environ: Mapping[str, str] | None = None) -> bool:
@@ -79,8 +80,21 @@ def configure(role: str) -> bool:
             return True
         _provider = _install(role)
         _enabled = True
+        hooks = list(_hooks)
+    for hook in hooks:
+        hook()
     logger.info("tracing on: %s exports spans over OTLP/HTTP", _provider.resource.attributes.get("service.name"))
     return True
+
+
+def when_enabled(hook: Callable[[], None]) -> None:
+    """Run `hook` once tracing is on in this process: now if it is, else when `configure`
+    turns it on (an app's ready() may run before or after the entry point configures)."""
+    with _lock:
+        if not _enabled:
+            _hooks.append(hook)
+            return
+    hook()
 
 
 def _install(role: str) -> Any:
@@ -117,7 +131,6 @@ def _install(role: str) -> Any:
     PsycopgInstrumentor().instrument(tracer_provider=provider, enable_commenter=False)
     _trace_prepared_statements(provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
-    _follow_jobs()
     return provider
 
 
@@ -166,76 +179,6 @@ def _default_sampler() -> Any:
             return "NoLoneClientCalls"
 
     return ParentBased(root=NoLoneClientCalls())
-
-
-def _follow_jobs() -> None:
-    """Put the job's id and kind on the request span that submits it and on the span of the
-    attempt that runs it. Connected only when tracing is on: off, the signals cost nothing."""
-    from apps.jobs import signals
-
-    signals.jobs_submitted.connect(_on_submitted, dispatch_uid="telemetry.submitted", weak=False)
-    signals.job_started.connect(_on_started, dispatch_uid="telemetry.started", weak=False)
-
-
-def _on_submitted(jobs: list[Any], **kwargs: Any) -> None:
-    # Sent after the submission's commit, on the request's path: tracing must never fail it.
-    try:
-        _label_request(jobs)
-    except Exception:
-        logger.warning("tracing: could not label the request with its jobs", exc_info=True)
-
-
-def _label_request(jobs: list[Any]) -> None:
-    from opentelemetry import trace
-    from opentelemetry.trace import SpanKind
-
-    span = trace.get_current_span()
-    # Only a request's span: a job submitted from inside another job's attempt (a webhook
-    # delivery, say) must not relabel that attempt.
-    if not jobs or not span.is_recording() or getattr(span, "kind", None) is not SpanKind.SERVER:
-        return
-    if len(jobs) == 1:
-        span.set_attributes({"job.id": str(jobs[0].id), "job.kind": jobs[0].kind})
-    else:
-        # A batch of 1,000 would make a span of 37 kB; backends cap attributes well below.
-        span.set_attributes({"job.count": len(jobs), "job.ids": [str(job.id) for job in jobs[:_IDS_MAX]]})
-    # Kept now, not only at the publish: a job held back (a paused queue, a full window) is
-    # published later, elsewhere, and must still find the request that submitted it.
-    from opentelemetry import propagate
-
-    from apps.core import context
-
-    request_id = context.request_id.get()
-    if request_id and any(job.request_id == request_id for job in jobs):
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        _remember(request_id, carrier)
-
-
-def _on_started(job_id: str, kind: str, **kwargs: Any) -> None:
-    """A worker claimed the job: the current span is its attempt's (Celery's run/<kind>)."""
-    try:
-        _label_attempt(job_id, kind)
-    except Exception:  # the attempt runs whatever tracing thinks
-        logger.warning("tracing: could not label job %s's attempt", job_id, exc_info=True)
-
-
-def _label_attempt(job_id: str, kind: str) -> None:
-    from opentelemetry import trace
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-
-    from apps.jobs.models import Job
-
-    span = trace.get_current_span()
-    if not span.is_recording():
-        return
-    span.set_attributes({"job.id": job_id, "job.kind": kind})
-    # The claim does not tell its followers the attempt's number: one primary-key read, only
-    # with tracing on, and no span of its own.
-    with suppress_instrumentation():
-        attempt = Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
-    if attempt is not None:
-        span.set_attribute("job.attempt", attempt)
 
 
 def shutdown() -> None:
@@ -299,7 +242,7 @@ def _message_context(request_id: str) -> Mapping[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     if own and request_id and carrier:
-        _remember(request_id, carrier)
+        remember_request_context(request_id, carrier)
     return carrier
 
 
@@ -309,7 +252,7 @@ def _context_key(request_id: str) -> str:
     return key(f"trace:{request_id}")
 
 
-def _remember(request_id: str, carrier: Mapping[str, str]) -> None:
+def remember_request_context(request_id: str, carrier: Mapping[str, str]) -> None:
     """Keep the request's context for its jobs the dispatcher publishes later. The first
     context a request id gets stays (SET NX): the request's, not a later attempt's."""
     if _recalled.get(request_id) == carrier:
