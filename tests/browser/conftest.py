@@ -50,6 +50,19 @@ SCRIPT_SECONDS = 10
 
 _reports = pytest.StashKey[dict]()
 
+# The web page's client, alice (tests/browser/test_web_page*.py): signed in with this password.
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def client_user(transactional_db):
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="alice")
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:

@@ -10,19 +10,10 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from apps.jobs.models import Job, JobStatus
+from tests.browser.conftest import PASSWORD
 from tests.factories import JobFactory, UserFactory
 
 pytestmark = pytest.mark.browser
-
-PASSWORD = "correct-horse-battery-staple"
-
-
-@pytest.fixture
-def client_user(transactional_db):
-    user = UserFactory(username="alice")
-    user.set_password(PASSWORD)
-    user.save()
-    return user
 
 
 def sign_in(browser: WebDriver, username: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -17,18 +18,14 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from apps.files.models import Upload
 from apps.jobs.models import Job, JobStatus
 from apps.schedules.models import Schedule
-from tests.browser.test_web_page import PASSWORD, labelled, open_signed_in, progress_value
+from tests.browser.test_web_page import labelled, open_signed_in, progress_value
 from tests.factories import JobFactory, UserFactory
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture
-def client_user(transactional_db):
-    user = UserFactory(username="alice")
-    user.set_password(PASSWORD)
-    user.save()
-    return user
+# A list the page draws again (a refresh, an action's answer) leaves found rows stale: a wait
+# looks again rather than fail.
+RERENDERED = (StaleElementReferenceException,)
 
 
 def indeterminate(browser: WebDriver) -> bool:
@@ -51,13 +48,17 @@ def test_an_image_from_the_file_picker_is_uploaded_thumbnailed_and_its_files_are
 
     labelled(browser, "A file to upload (upload_id)").send_keys(str(photo))
     state = browser.find_element(By.CSS_SELECTOR, ".upload-state")
-    WebDriverWait(browser, 15).until(lambda d: "Uploaded photo.png" in state.text, message="the upload never finished")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: "Uploaded photo.png" in state.text, message="the upload never finished"
+    )
     labelled(browser, "sizes").send_keys("64, 32")
     screenshot("1-uploaded")
     browser.find_element(By.ID, "submit-button").click()
 
     status = browser.find_element(By.ID, "job-status")
-    WebDriverWait(browser, 45).until(lambda d: status.text == "succeeded", message="the thumbnail job never succeeded")
+    WebDriverWait(browser, 45, ignored_exceptions=RERENDERED).until(
+        lambda d: status.text == "succeeded", message="the thumbnail job never succeeded"
+    )
     job = Job.objects.get(id=browser.find_element(By.ID, "job-id").text)
     upload = Upload.objects.get(owner=client_user)
     assert job.payload == {"upload_id": str(upload.id), "sizes": [64, 32]}  # the id, no base64
@@ -67,7 +68,7 @@ def test_an_image_from_the_file_picker_is_uploaded_thumbnailed_and_its_files_are
         for name in ("thumbnail-32.png", "thumbnail-64.png")
     ]
     # The previews are the files themselves, fetched with the page's credentials.
-    WebDriverWait(browser, 15).until(
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#job-files img")) == 2, message="no image previews"
     )
     widths = browser.execute_script(
@@ -96,7 +97,9 @@ def test_a_failed_job_has_a_still_bar_and_a_retry_button_that_runs_it_again(
     browser.find_element(By.ID, "submit-button").click()
 
     status = browser.find_element(By.ID, "job-status")
-    WebDriverWait(browser, 30).until(lambda d: status.text == "failed", message="the job never failed")
+    WebDriverWait(browser, 30, ignored_exceptions=RERENDERED).until(
+        lambda d: status.text == "failed", message="the job never failed"
+    )
     retry = browser.find_element(By.ID, "retry-button")
     assert retry.is_displayed()
     assert not browser.find_element(By.ID, "cancel-button").is_displayed()
@@ -106,7 +109,9 @@ def test_a_failed_job_has_a_still_bar_and_a_retry_button_that_runs_it_again(
     screenshot("1-failed")
 
     retry.click()
-    WebDriverWait(browser, 30).until(lambda d: status.text == "succeeded", message="the retried job never succeeded")
+    WebDriverWait(browser, 30, ignored_exceptions=RERENDERED).until(
+        lambda d: status.text == "succeeded", message="the retried job never succeeded"
+    )
     assert not retry.is_displayed()
     assert browser.find_element(By.ID, "job-attempts").text == "2 of 6"
     assert '"succeeded_on_attempt": 2' in browser.find_element(By.ID, "job-result").text
@@ -127,7 +132,9 @@ def test_without_server_sent_events_the_page_follows_a_job_by_long_polling(
     browser.find_element(By.ID, "submit-button").click()
 
     status = browser.find_element(By.ID, "job-status")
-    WebDriverWait(browser, 30).until(lambda d: status.text == "succeeded", message="the job was never seen to end")
+    WebDriverWait(browser, 30, ignored_exceptions=RERENDERED).until(
+        lambda d: status.text == "succeeded", message="the job was never seen to end"
+    )
     assert browser.find_element(By.ID, "current-job").get_dom_attribute("data-live") == "poll"
     assert progress_value(browser) == 100
 
@@ -140,10 +147,14 @@ def test_the_bar_is_busy_only_while_the_job_may_still_move(live_server, browser,
     job = JobFactory(owner=client_user, status=state)
     open_signed_in(browser, live_server, "alice")
     watch = f'#jobs-table tr[data-job-id="{job.id}"] button.watch'
-    WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, watch), message="the job is not listed")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, watch), message="the job is not listed"
+    )
     browser.find_element(By.CSS_SELECTOR, watch).click()
     status = browser.find_element(By.ID, "job-status")
-    WebDriverWait(browser, 15).until(lambda d: status.text == state, message="the job was never shown")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: status.text == state, message="the job was never shown"
+    )
     assert indeterminate(browser) is busy
     assert browser.find_element(By.ID, "retry-button").is_displayed() is (state == "failed")
 
@@ -160,23 +171,29 @@ def test_the_list_filters_by_status_and_kind(live_server, browser, screenshot, c
         script = "return [...document.querySelectorAll('#jobs-table tbody tr')].map(r => r.dataset.jobId)"
         return set(browser.execute_script(script))
 
-    WebDriverWait(browser, 15).until(lambda d: len(job_rows(d)) == 3, message="the list never showed 3 jobs")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: len(job_rows(d)) == 3, message="the list never showed 3 jobs"
+    )
     Select(browser.find_element(By.ID, "filter-status")).select_by_value("failed")
-    WebDriverWait(browser, 15).until(
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
         lambda d: shown() == {str(failed_sleep.id), str(failed_noop.id)}, message="the status filter did not apply"
     )
     kind = Select(browser.find_element(By.ID, "filter-kind"))
     assert "diagnostics.sleep" in [o.get_attribute("value") for o in kind.options]
     kind.select_by_value("diagnostics.sleep")
-    WebDriverWait(browser, 15).until(lambda d: shown() == {str(failed_sleep.id)}, message="the kind filter failed")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: shown() == {str(failed_sleep.id)}, message="the kind filter failed"
+    )
     screenshot("filtered")
     Select(browser.find_element(By.ID, "filter-status")).select_by_value("")
-    WebDriverWait(browser, 15).until(
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
         lambda d: shown() == {str(failed_sleep.id), str(done_sleep.id)}, message="clearing the status filter"
     )
     Select(browser.find_element(By.ID, "filter-status")).select_by_value("running")
     empty = browser.find_element(By.ID, "jobs-empty")
-    WebDriverWait(browser, 15).until(lambda d: empty.is_displayed(), message="no 'nothing matches' note")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: empty.is_displayed(), message="no 'nothing matches' note"
+    )
     assert empty.text == "No jobs match these filters."
 
 
@@ -198,13 +215,17 @@ def test_the_workflows_and_schedules_views_list_them_and_act_on_them(live_server
     open_signed_in(browser, live_server, "alice")
 
     row = "#workflows-table tr[data-workflow-id] td"
-    WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, row), message="no workflow listed")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, row), message="no workflow listed"
+    )
     workflow_row = browser.find_element(By.CSS_SELECTOR, "#workflows-table tr[data-workflow-id]")
     assert "thumbs" in workflow_row.text
     assert "running" in workflow_row.text
     workflow_row.find_element(By.CSS_SELECTOR, "button.show-jobs").click()
     nested = "#workflows-table table.nested tbody tr"
-    WebDriverWait(browser, 15).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, nested)) == 2, message="no jobs")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, nested)) == 2, message="no jobs"
+    )
     refs = [r.text for r in browser.find_elements(By.CSS_SELECTOR, f"{nested} td:first-child")]
     assert refs == ["fetch", "resize"]
     assert "after fetch" in browser.find_elements(By.CSS_SELECTOR, nested)[1].text
@@ -221,23 +242,29 @@ def test_the_workflows_and_schedules_views_list_them_and_act_on_them(live_server
         return browser.find_element(By.CSS_SELECTOR, f'#schedules-table tr[data-schedule-id="{schedule.id}"]')
 
     schedule_row.find_element(By.CSS_SELECTOR, "button.toggle-schedule").click()
-    WebDriverWait(browser, 15).until(lambda d: "paused" in schedule_row_now().text, message="never paused")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: "paused" in schedule_row_now().text, message="never paused"
+    )
     assert Schedule.objects.get(id=schedule.id).enabled is False
     screenshot("2-paused")
     schedule_row_now().find_element(By.CSS_SELECTOR, "button.toggle-schedule").click()
-    WebDriverWait(browser, 15).until(lambda d: "active" in schedule_row_now().text, message="never resumed")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: "active" in schedule_row_now().text, message="never resumed"
+    )
     assert Schedule.objects.get(id=schedule.id).enabled is True
 
     schedule_row_now().find_element(By.CSS_SELECTOR, "button.delete-schedule").click()
     browser.switch_to.alert.accept()
     empty = browser.find_element(By.ID, "schedules-empty")
-    WebDriverWait(browser, 15).until(lambda d: empty.is_displayed(), message="the schedule stayed listed")
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
+        lambda d: empty.is_displayed(), message="the schedule stayed listed"
+    )
     assert not Schedule.objects.filter(id=schedule.id).exists()
 
     # A running workflow can be cancelled from its row: its jobs that have not started never run.
     browser.find_element(By.CSS_SELECTOR, "#workflows-table button.cancel-workflow").click()
     browser.switch_to.alert.accept()
-    WebDriverWait(browser, 15).until(
+    WebDriverWait(browser, 15, ignored_exceptions=RERENDERED).until(
         # Read in one script: the list is drawn again under the test's feet.
         lambda d: (
             "cancelled"

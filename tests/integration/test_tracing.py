@@ -8,7 +8,6 @@ exported when its process stopped: a process that exits keeps its last spans."""
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import http.client
 import json
@@ -27,7 +26,8 @@ from rest_framework.authtoken.models import Token
 
 from apps.jobs.models import Job, JobStatus
 from tests.integration.helpers import wait_terminal
-from tests.processes import CeleryProcess, free_port, procfile_argv, wait_for
+from tests.integration.test_web_server import start_web as start_web_process
+from tests.processes import CeleryProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -144,23 +144,19 @@ def http_request(port: int, method: str, path: str, body: Any = None, headers: d
         conn.close()
 
 
+class _Environment:
+    """A fixed environment in the shape test_web_server.start_web asks its platform for."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+
+    def env(self, **more: str) -> dict[str, str]:
+        return {**self._env, **more}
+
+
 def start_web(env: dict[str, str]) -> tuple[CeleryProcess, int]:
-    port = free_port()
-    process = CeleryProcess(procfile_argv("web", PORT=str(port)), env, "web-tracing")
-
-    def ready() -> bool:
-        if process.proc.poll() is not None:
-            raise AssertionError(f"web exited with {process.proc.returncode}:\n{process.log()[-3000:]}")
-        with contextlib.suppress(OSError):
-            return http_request(port, "GET", "/healthz")[0] == 200
-        return False
-
-    try:
-        wait_for(ready, timeout=60, interval=0.2, what="the web process to answer /healthz")
-    except BaseException:
-        process.stop()
-        raise
-    return process, port
+    """gunicorn as the Procfile runs it, with the test's tracing environment."""
+    return start_web_process(_Environment(env), "web-tracing")
 
 
 def parent_chain(span: ExportedSpan, spans: list[ExportedSpan]) -> list[ExportedSpan]:
