@@ -7,7 +7,7 @@ from django.dispatch import Signal
 
 # jobs: list[Job], freshly committed as queued (or scheduled).
 jobs_submitted = Signal()
-# job_id, kind: a worker claimed a queued job (queued -> running).
+# job_id, kind, attempt (its number): a worker claimed a queued job (queued -> running).
 job_started = Signal()
 # job_id, kind, status, callback_url, workflow_id (or None): a job is reaching succeeded,
 # failed or cancelled; sent inside the finishing transaction (a webhook delivery is created

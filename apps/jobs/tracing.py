@@ -10,7 +10,6 @@ from typing import Any
 
 from apps.core import context, telemetry
 from apps.jobs import signals
-from apps.jobs.models import Job
 
 logger = logging.getLogger("apps.core.telemetry")
 
@@ -57,25 +56,17 @@ def _label_request(jobs: list[Any]) -> None:
         telemetry.remember_request_context(request_id, carrier)
 
 
-def _on_started(job_id: str, kind: str, **kwargs: Any) -> None:
+def _on_started(job_id: str, kind: str, attempt: int, **kwargs: Any) -> None:
     """A worker claimed the job: the current span is its attempt's (Celery's run/<kind>)."""
     try:
-        _label_attempt(job_id, kind)
+        _label_attempt(job_id, kind, attempt)
     except Exception:  # the attempt runs whatever tracing thinks
         logger.warning("tracing: could not label job %s's attempt", job_id, exc_info=True)
 
 
-def _label_attempt(job_id: str, kind: str) -> None:
+def _label_attempt(job_id: str, kind: str, attempt: int) -> None:
     from opentelemetry import trace
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
 
     span = trace.get_current_span()
-    if not span.is_recording():
-        return
-    span.set_attributes({"job.id": job_id, "job.kind": kind})
-    # The claim does not tell its followers the attempt's number: one primary-key read, only
-    # with tracing on, and no span of its own.
-    with suppress_instrumentation():
-        attempt = Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
-    if attempt is not None:
-        span.set_attribute("job.attempt", attempt)
+    if span.is_recording():
+        span.set_attributes({"job.id": job_id, "job.kind": kind, "job.attempt": attempt})

@@ -75,8 +75,10 @@ def job_claim(*, job_id: str, worker: str, seed: str | None = None) -> Claim | N
     if values is None:
         return None
     # robust: a follower's failure (Redis away) is logged and never undoes or breaks a claim.
-    job_key, kind = str(job_id), values["kind"]
-    transaction.on_commit(lambda: signals.job_started.send(sender=Job, job_id=job_key, kind=kind), robust=True)
+    job_key, kind, attempt = str(job_id), values["kind"], values["attempts"]
+    transaction.on_commit(
+        lambda: signals.job_started.send(sender=Job, job_id=job_key, kind=kind, attempt=attempt), robust=True
+    )
     return Claim(
         job_id=job_key,
         kind=kind,

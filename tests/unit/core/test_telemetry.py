@@ -243,9 +243,9 @@ def test_the_request_span_names_the_job_it_submitted_and_an_attempt_span_is_not_
 def test_the_attempt_span_carries_the_jobs_id_kind_and_attempt(traced, db, django_assert_num_queries):
     tracer, exporter = traced
     job = JobFactory(attempts=2)
-    # One query, for the attempt's number, and only with tracing on.
-    with tracer.start_as_current_span("run/diagnostics.noop", kind=SpanKind.CONSUMER), django_assert_num_queries(1):
-        tracing._on_started(job_id=str(job.id), kind=job.kind)
+    # The claim's signal carries the attempt's number: no query.
+    with tracer.start_as_current_span("run/diagnostics.noop", kind=SpanKind.CONSUMER), django_assert_num_queries(0):
+        tracing._on_started(job_id=str(job.id), kind=job.kind, attempt=job.attempts)
 
     [span] = exporter.get_finished_spans()
     assert dict(span.attributes) == {"job.id": str(job.id), "job.kind": "diagnostics.noop", "job.attempt": 2}
@@ -308,7 +308,7 @@ def test_a_failure_inside_tracing_never_fails_the_submission_or_the_attempt(trac
     monkeypatch.setattr(tracing, "_label_attempt", broken)
     with tracer.start_as_current_span("POST api/v1/jobs", kind=SpanKind.SERVER):
         tracing._on_submitted(jobs=[SimpleNamespace(id="j", kind="k", request_id="r")])
-        tracing._on_started(job_id="j", kind="k")
+        tracing._on_started(job_id="j", kind="k", attempt=1)
     assert [r.getMessage() for r in caplog.records] == [
         "tracing: could not label the request with its jobs",
         "tracing: could not label job j's attempt",

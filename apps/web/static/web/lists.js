@@ -101,8 +101,6 @@
 
   // --- Workflows ----------------------------------------------------------------------------
 
-  let nextWorkflows = null;
-
   function workflowJobs(workflow) {
     const rows = workflow.jobs.map((job) =>
       el(
@@ -169,24 +167,9 @@
     }
   }
 
-  async function loadWorkflows({ more = false } = {}) {
-    const body = document.querySelector("#workflows-table tbody");
-    try {
-      const { data } = await api("GET", more && nextWorkflows ? nextWorkflows : JP.urls.workflows);
-      if (!more) body.replaceChildren();
-      for (const workflow of data.results) body.append(...workflowRow(workflow));
-      nextWorkflows = data.next ? JP.sameOrigin(data.next) : null;
-      $("workflows-more").hidden = !nextWorkflows;
-      $("workflows-empty").hidden = body.children.length > 0;
-      clearError($("workflows-error"));
-    } catch (err) {
-      showError($("workflows-error"), err);
-    }
-  }
+  const loadWorkflows = pagedTable("workflows", JP.urls.workflows, workflowRow);
 
   // --- Schedules ----------------------------------------------------------------------------
-
-  let nextSchedules = null;
 
   function scheduleRow(schedule) {
     const toggle = el("button", { type: "button", class: "toggle-schedule", text: schedule.enabled ? "Pause" : "Resume" });
@@ -238,19 +221,26 @@
     }
   }
 
-  async function loadSchedules({ more = false } = {}) {
-    const body = document.querySelector("#schedules-table tbody");
-    try {
-      const { data } = await api("GET", more && nextSchedules ? nextSchedules : JP.urls.schedules);
-      if (!more) body.replaceChildren();
-      for (const schedule of data.results) body.append(scheduleRow(schedule));
-      nextSchedules = data.next ? JP.sameOrigin(data.next) : null;
-      $("schedules-more").hidden = !nextSchedules;
-      $("schedules-empty").hidden = body.children.length > 0;
-      clearError($("schedules-error"));
-    } catch (err) {
-      showError($("schedules-error"), err);
-    }
+  const loadSchedules = pagedTable("schedules", JP.urls.schedules, (schedule) => [scheduleRow(schedule)]);
+
+  // A table of the caller's workflows or schedules (#NAME-table, with #NAME-more, -empty and
+  // -error beside it): its first page, or with {more: true} the next one by the API's cursor.
+  function pagedTable(name, url, rowsOf) {
+    let next = null;
+    return async function load({ more = false } = {}) {
+      const body = document.querySelector(`#${name}-table tbody`);
+      try {
+        const { data } = await api("GET", more && next ? next : url);
+        if (!more) body.replaceChildren();
+        for (const item of data.results) body.append(...rowsOf(item));
+        next = data.next ? JP.sameOrigin(data.next) : null;
+        $(`${name}-more`).hidden = !next;
+        $(`${name}-empty`).hidden = body.children.length > 0;
+        clearError($(`${name}-error`));
+      } catch (err) {
+        showError($(`${name}-error`), err);
+      }
+    };
   }
 
   JP.startLists = function startLists() {
